@@ -1,0 +1,38 @@
+# The two front-door commands (see README): `make demo` and `make test`.
+# Both create the virtual environment .venv inside the checkout and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test check lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed          ## SQLite + simulated data + API on http://127.0.0.1:8000/
+	$(BIN)/forecast demo
+
+test: $(VENV)/.installed          ## everything CI runs: ruff, mypy --strict, pytest
+	$(BIN)/ruff check forecast tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check forecast tests benchmarks
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed         ## storage write benchmark (see docs/benchmarks.md)
+	$(BIN)/python benchmarks/bench_storage.py
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,113 @@
+"""FastAPI application factory: read-only views of rivers, observations and forecasts.
+
+Every timestamp carries its offset (UTC in the API). Provisional catalogue values and simulated
+data are labelled in every response that shows them. Outputs are forecast notifications
+(水位予測通知) for staff, never 警報/注意報.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse
+from sqlalchemy.engine import Engine
+
+from forecast import __version__
+from forecast.catalogue import THRESHOLD_LABELS, Catalogue, River
+from forecast.errors import CatalogueError
+from forecast.frames import LEVEL
+from forecast.storage import repository
+from forecast.storage.engine import check_schema, current_revision
+from forecast.storage.observations import read_observations
+
+
+def _river_json(r: River) -> dict[str, Any]:
+    return {
+        "id": r.id, "name_ja": r.name_ja, "name_en": r.name_en, "system_ja": r.system_ja,
+        "office": r.office,
+        "gauge": {"code": r.gauge.code, "name_ja": r.gauge.name_ja, "kind": r.gauge.kind,
+                  "lat": r.gauge.lat, "lon": r.gauge.lon},
+        "thresholds_m": {n: v for n, v in r.thresholds.ladder()},
+        "threshold_labels": {n: THRESHOLD_LABELS[n][0] for n, _ in r.thresholds.ladder()},
+        "provisional": bool(r.provisional_parts),
+        "provisional_parts": r.provisional_parts,
+    }
+
+
+def _num(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def create_app(engine: Engine, catalogue: Catalogue, *, simulated: bool) -> FastAPI:
+    """Build the app on an engine whose schema is migrated (checked here, at start-up)."""
+    check_schema(engine)
+    app = FastAPI(title="Mie river water-level forecasts (水位予測)", version=__version__)
+    data_label = "SIMULATED (demo data, not real observations)" if simulated else "observed"
+
+    def river_or_404(river_id: str) -> River:
+        try:
+            return catalogue.river(river_id)
+        except CatalogueError as exc:
+            raise HTTPException(404, f"unknown river {river_id!r}") from exc
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__,
+                "schema_revision": current_revision(engine), "data": data_label}
+
+    @app.get("/api/rivers")
+    def rivers() -> dict[str, Any]:
+        return {"data": data_label, "rivers": [_river_json(r) for r in catalogue.rivers]}
+
+    @app.get("/api/rivers/{river_id}/observations")
+    def observations(river_id: str, hours: int = Query(48, ge=1, le=24 * 90),
+                     end: datetime | None = None) -> dict[str, Any]:
+        r = river_or_404(river_id)
+        stop = (end or datetime.now(UTC)).astimezone(UTC)
+        df = read_observations(engine, station_ids=[r.gauge.code], variable=LEVEL,
+                               start=stop - timedelta(hours=hours), end=stop)
+        return {
+            "river": river_id, "station": r.gauge.code, "unit": "m", "data": data_label,
+            "provisional_parts": r.provisional_parts,
+            "observations": [
+                {"time": t.isoformat(), "value": _num(v), "flag": int(f)}
+                for t, v, f in zip(df["time"], df["value"], df["flag"], strict=True)
+            ],
+        }
+
+    @app.get("/api/forecasts/latest")
+    def latest(river_id: str | None = None) -> dict[str, Any]:
+        df = repository.latest_forecasts(engine, river_id)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in df.itertuples():
+            out.setdefault(str(row.river_id), []).append({
+                "issued_at": row.issued_at.isoformat(), "valid_at": row.valid_at.isoformat(),
+                "horizon_h": int(row.horizon_h), "level": row.level, "q10": row.q10,
+                "q50": row.q50, "q90": row.q90, "model_version": row.model_version,
+                "model_variant": row.model_variant, "degraded": bool(row.degraded)})
+        return {"data": data_label, "kind": "水位予測 (forecast, not a JMA warning)",
+                "forecasts": out}
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        rows = "".join(
+            f"<tr><td>{r.name_ja}</td><td>{r.name_en}</td><td>{r.gauge.name_ja}</td>"
+            f"<td>{' / '.join(f'{v:.2f}' for _, v in r.thresholds.ladder())}</td>"
+            f"<td>{'provisional: ' + ', '.join(r.provisional_parts) if r.provisional_parts else ''}"
+            "</td></tr>"
+            for r in catalogue.rivers
+        )
+        return (
+            "<!doctype html><html lang='ja'><meta charset='utf-8'>"
+            "<title>三重県 水位予測</title>"
+            f"<h1>三重県 水位予測 (water-level forecasts)</h1><p><b>Data: {data_label}</b></p>"
+            "<p>水位予測通知 for flood-control staff; not a JMA warning (警報/注意報).</p>"
+            "<table border=1><tr><th>河川</th><th>River</th><th>観測所</th>"
+            "<th>基準水位 m (待機/注意/避難判断/危険)</th><th>note</th></tr>"
+            f"{rows}</table></html>"
+        )
+
+    return app

@@ -1,0 +1,305 @@
+"""River catalogue: rivers, gauges, thresholds, rain gauges, catchments and QC limits.
+
+Loaded from YAML (``config/rivers.yaml`` for Mie, ``config/reference_rivers.yaml`` for the real
+厚東川 reference river) with a strict schema: unknown keys, non-increasing thresholds, duplicate
+ids and impossible coordinates are refused at start-up with a ``CatalogueError`` naming the file,
+river and key.
+
+Any value that does not come from an official source is marked ``provisional: true`` (on the
+river, a gauge, the thresholds or the catchment); ``River.provisional_parts`` lists them so the
+API and UI can say so.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from forecast.errors import CatalogueError
+
+THRESHOLD_NAMES: tuple[str, ...] = ("standby_m", "caution_m", "evacuation_m", "danger_m")
+"""Alert ladder, rising: 水防団待機, 氾濫注意, 避難判断, 氾濫危険 (m at the gauge)."""
+
+THRESHOLD_LABELS: dict[str, tuple[str, str]] = {
+    "standby_m": ("水防団待機水位", "standby"),
+    "caution_m": ("氾濫注意水位", "caution"),
+    "evacuation_m": ("避難判断水位", "evacuation judgement"),
+    "danger_m": ("氾濫危険水位", "danger"),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Datum(_Strict):
+    """Gauge datum (零点高, m above T.P.) valid over [valid_from, valid_to)."""
+
+    elevation_m: float
+    valid_from: date
+    valid_to: date | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> Datum:
+        if self.valid_to is not None and self.valid_to <= self.valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        return self
+
+
+class Gauge(_Strict):
+    """A water-level gauge."""
+
+    code: str = Field(min_length=1)
+    name_ja: str
+    name_en: str = ""
+    lat: float = Field(ge=20.0, le=46.0)
+    lon: float = Field(ge=122.0, le=154.0)
+    kind: Literal["telemetry", "crisis"]
+    datums: tuple[Datum, ...] = ()
+    start_level_m: float | None = None      # 観測開始水位 (crisis gauges)
+    overflow_level_m: float | None = None   # 氾濫開始水位 (crisis gauges)
+    source: str = "simulated"               # ingest source name for this gauge
+    provisional: bool = False
+
+    @model_validator(mode="after")
+    def _crisis_levels(self) -> Gauge:
+        if self.kind == "crisis" and self.start_level_m is None:
+            raise ValueError("a crisis gauge needs start_level_m (観測開始水位)")
+        if (
+            self.start_level_m is not None
+            and self.overflow_level_m is not None
+            and self.overflow_level_m <= self.start_level_m
+        ):
+            raise ValueError("overflow_level_m must be above start_level_m")
+        return self
+
+
+class RainGauge(_Strict):
+    """A rain gauge (AMeDAS or prefecture telemetry) and its weight in the catchment mean."""
+
+    code: str = Field(min_length=1)
+    name_ja: str
+    name_en: str = ""
+    lat: float = Field(ge=20.0, le=46.0)
+    lon: float = Field(ge=122.0, le=154.0)
+    network: Literal["amedas", "prefecture", "mlit", "other"] = "amedas"
+    weight: float = Field(gt=0.0, le=1.0)
+    source: str = "simulated"
+    provisional: bool = False
+
+
+class Thresholds(_Strict):
+    """Threshold ladder in metres at the primary gauge; absent steps are ``None``."""
+
+    standby_m: float | None = None
+    caution_m: float | None = None
+    evacuation_m: float | None = None
+    danger_m: float | None = None
+    hwl_m: float | None = None      # 計画高水位: shown, not an alert trigger
+    provisional: bool = False
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Thresholds:
+        present = [(n, getattr(self, n)) for n in THRESHOLD_NAMES if getattr(self, n) is not None]
+        if not present:
+            raise ValueError("at least one threshold level is required")
+        for (n1, v1), (n2, v2) in itertools.pairwise(present):
+            if v2 <= v1:
+                raise ValueError(f"thresholds must increase: {n2}={v2} is not above {n1}={v1}")
+        return self
+
+    def ladder(self) -> list[tuple[str, float]]:
+        """Present levels in rising order as (name, metres)."""
+        return [(n, v) for n in THRESHOLD_NAMES if (v := getattr(self, n)) is not None]
+
+
+class Cell(_Strict):
+    """One JMA 1 km grid cell of a catchment (row/col from the north-west corner)."""
+
+    row: int = Field(ge=0, lt=3360)
+    col: int = Field(ge=0, lt=2560)
+    weight: float = Field(gt=0.0, le=1.0)
+
+
+class Catchment(_Strict):
+    """Catchment above the primary gauge: area and a lon/lat polygon and/or a cell list."""
+
+    area_km2: float = Field(gt=0.0, le=20000.0)
+    polygon: tuple[tuple[float, float], ...] = ()   # (lon, lat) vertices, not closed
+    cells: tuple[Cell, ...] = ()
+    provisional: bool = False
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, v: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        if v and len(v) < 3:
+            raise ValueError("a polygon needs at least 3 vertices")
+        for lon, lat in v:
+            if not (122.0 <= lon <= 154.0 and 20.0 <= lat <= 46.0):
+                raise ValueError(f"polygon vertex ({lon}, {lat}) lies outside Japan")
+        return v
+
+    @model_validator(mode="after")
+    def _some_shape(self) -> Catchment:
+        if not self.polygon and not self.cells:
+            raise ValueError("a catchment needs a polygon or a cell list")
+        return self
+
+
+class QCLimits(_Strict):
+    """Per-gauge quality-control limits (metres, metres per hour, hours)."""
+
+    hard_min_m: float = -5.0
+    hard_max_m: float = 30.0
+    soft_min_m: float | None = None
+    soft_max_m: float | None = None
+    max_rise_m_per_h: float = 3.0
+    max_fall_m_per_h: float = 2.0
+    spike_m: float = 1.0
+    stuck_hours: float = 12.0
+    max_fill_h: float = 1.0
+    datum_jump_m: float = 0.5
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QCLimits:
+        if self.hard_max_m <= self.hard_min_m:
+            raise ValueError("hard_max_m must be above hard_min_m")
+        return self
+
+
+class River(_Strict):
+    """One river with a forecast point (its primary gauge)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name_ja: str
+    name_en: str
+    system_ja: str                      # 水系
+    system_en: str = ""
+    office: str = ""                    # 建設事務所 responsible
+    primary_gauge: str
+    gauges: tuple[Gauge, ...] = Field(min_length=1)
+    thresholds: Thresholds
+    rain_gauges: tuple[RainGauge, ...] = Field(min_length=1)
+    catchment: Catchment
+    upstream_gauges: tuple[str, ...] = ()   # codes of gauges (of this or other rivers)
+    qc: QCLimits = QCLimits()
+    simulation: dict[str, float] = Field(default_factory=dict)  # tank-model parameter overrides
+    provisional: bool = False
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> River:
+        codes = [g.code for g in self.gauges]
+        if len(set(codes)) != len(codes):
+            raise ValueError("duplicate gauge code within the river")
+        if self.primary_gauge not in codes:
+            raise ValueError(f"primary_gauge {self.primary_gauge!r} is not one of {codes}")
+        total = sum(r.weight for r in self.rain_gauges)
+        if abs(total - 1.0) > 0.011:
+            raise ValueError(f"rain gauge weights must sum to 1 (got {total:.3f})")
+        return self
+
+    @property
+    def gauge(self) -> Gauge:
+        """The primary (forecast-point) gauge."""
+        return next(g for g in self.gauges if g.code == self.primary_gauge)
+
+    @property
+    def provisional_parts(self) -> list[str]:
+        """Which parts of this entry are provisional (not from an official source)."""
+        parts = ["river"] if self.provisional else []
+        if self.thresholds.provisional:
+            parts.append("thresholds")
+        parts += [f"gauge {g.code}" for g in self.gauges if g.provisional]
+        parts += [f"rain gauge {r.code}" for r in self.rain_gauges if r.provisional]
+        if self.catchment.provisional:
+            parts.append("catchment")
+        return parts
+
+
+class Catalogue(_Strict):
+    """A validated set of rivers."""
+
+    name: str
+    description: str = ""
+    rivers: tuple[River, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalogue:
+        seen: set[str] = set()
+        for r in self.rivers:
+            if r.id in seen:
+                raise ValueError(f"duplicate river id {r.id!r}")
+            seen.add(r.id)
+        gauge_seen: dict[str, str] = {}
+        for r in self.rivers:
+            for g in r.gauges:
+                if g.code in gauge_seen and gauge_seen[g.code] != r.id:
+                    raise ValueError(
+                        f"gauge code {g.code!r} used by rivers {gauge_seen[g.code]!r} and {r.id!r}"
+                    )
+                gauge_seen[g.code] = r.id
+        return self
+
+    def river(self, river_id: str) -> River:
+        """The river with this id; ``CatalogueError`` if unknown."""
+        for r in self.rivers:
+            if r.id == river_id:
+                return r
+        raise CatalogueError(f"unknown river {river_id!r}", river=river_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.rivers]
+
+
+def _locate(data: Any, loc: tuple[int | str, ...]) -> tuple[str, str]:
+    """Turn a pydantic error location into (river id, dotted key)."""
+    river = ""
+    if len(loc) >= 2 and loc[0] == "rivers" and isinstance(loc[1], int):
+        try:
+            river = str(data["rivers"][loc[1]].get("id", f"#{loc[1]}"))
+        except (KeyError, IndexError, TypeError, AttributeError):
+            river = f"#{loc[1]}"
+        loc = loc[2:]
+    return river, ".".join(str(p) for p in loc)
+
+
+def parse_catalogue(data: Any, *, file: str = "<memory>") -> Catalogue:
+    """Validate catalogue data (already loaded from YAML); raise ``CatalogueError`` on problems."""
+    if not isinstance(data, dict):
+        raise CatalogueError("top level must be a mapping with 'name' and 'rivers'", file=file)
+    try:
+        return Catalogue.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        river, key = _locate(data, tuple(first["loc"]))
+        msg = first["msg"]
+        if first["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling against forecast/catalogue.py)"
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise CatalogueError(msg + more, file=file, river=river, key=key) from exc
+
+
+def load_catalogue(path: str | Path) -> Catalogue:
+    """Load and validate a catalogue YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogueError(f"cannot read catalogue: {exc.strerror}", file=str(p)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"not valid YAML: {exc}", file=str(p)) from exc
+    return parse_catalogue(data, file=str(p))
+
+
+def default_catalogue_path() -> Path:
+    """``config/rivers.yaml`` shipped with the package checkout."""
+    return Path(__file__).resolve().parent.parent / "config" / "rivers.yaml"

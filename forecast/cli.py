@@ -1,0 +1,225 @@
+"""``forecast …`` command line: thin wrappers over the library.
+
+Run ``forecast --help`` or ``forecast COMMAND --help``. Exit codes: 0 ok, 1 a command failed
+(partly), 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from forecast import __version__
+from forecast.catalogue import Catalogue, load_catalogue
+from forecast.errors import ConfigError, ForecastError
+from forecast.logs import configure_logging
+from forecast.settings import Settings, load_settings
+
+log = logging.getLogger("forecast.cli")
+
+
+def _utc(text: str) -> datetime:
+    ts = pd.Timestamp(text)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from forecast.storage.engine import create_engine
+
+    return create_engine(settings.db_url)
+
+
+def cmd_init_db(args: argparse.Namespace, settings: Settings) -> int:
+    from forecast.storage.engine import migrate
+    from forecast.storage.repository import sync_stations
+
+    catalogue = load_catalogue(settings.catalogue)
+    engine = _engine(settings)
+    rev = migrate(engine)
+    n = sync_stations(engine, catalogue)
+    print(f"database {settings.db_url} at schema {rev}; {n} stations from {settings.catalogue}")
+    return 0
+
+
+def cmd_catalogue_check(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.path) if args.path else settings.catalogue
+    cat = load_catalogue(path)
+    n_gauges = sum(len(r.gauges) for r in cat.rivers)
+    n_crisis = sum(g.kind == "crisis" for r in cat.rivers for g in r.gauges)
+    prov = [r for r in cat.rivers if r.provisional_parts]
+    print(f"{path}: OK — catalogue {cat.name!r}, {len(cat.rivers)} rivers, {n_gauges} level "
+          f"gauges ({n_crisis} crisis gauges), "
+          f"{len({g.code for r in cat.rivers for g in r.rain_gauges})} rain gauges")
+    if prov:
+        print(f"{len(prov)} rivers have provisional values (not from an official source):")
+        for r in prov:
+            print(f"  {r.id:<14} {r.name_ja}: {', '.join(r.provisional_parts)}")
+    return 0
+
+
+def write_simulation(settings: Settings, catalogue: Catalogue, start: datetime, end: datetime,
+                     seed: int) -> tuple[int, int]:
+    """Simulate [start, end) and write observations and forecast-rain vintages to the DB."""
+    from forecast.simulate import simulate
+    from forecast.storage.engine import migrate
+    from forecast.storage.observations import upsert_observations
+    from forecast.storage.repository import sync_stations, upsert_rain_vintages
+
+    engine = _engine(settings)
+    migrate(engine)
+    sync_stations(engine, catalogue)
+    print(f"simulating {len(catalogue.rivers)} rivers {start:%Y-%m-%d} → {end:%Y-%m-%d} "
+          f"(seed {seed}; SIMULATED data, not observations)")
+    sim = simulate(catalogue, start, end, seed=seed)
+    obs = sim.observations
+    now = _now()
+    written = 0
+    groups = list(obs.groupby("station_id", sort=True))
+    for _, part in tqdm(groups, desc="writing observations", unit="station"):
+        upsert_observations(engine, part, source="simulated", now=now)
+        written += len(part)
+    n_rain = upsert_rain_vintages(engine, sim.rain_forecasts, now=now)
+    return written, n_rain
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    catalogue = load_catalogue(settings.catalogue)
+    end = _utc(args.end) if args.end else _now().replace(minute=0, second=0, microsecond=0)
+    start = _utc(args.start) if args.start else end - timedelta(days=round(365.25 * args.years))
+    if args.out:
+        from forecast.simulate import simulate
+
+        sim = simulate(catalogue, start, end, seed=args.seed or settings.seed)
+        out = sim.observations.assign(time=sim.observations["time"].dt.strftime(
+            "%Y-%m-%dT%H:%M:%S+00:00"))
+        out[["station_id", "variable", "time", "value"]].to_csv(args.out, index=False)
+        print(f"wrote {len(out)} simulated observations to {args.out}")
+        return 0
+    n_obs, n_rain = write_simulation(settings, catalogue, start, end, args.seed or settings.seed)
+    print(f"wrote {n_obs} observations and {n_rain} forecast-rain values to {settings.db_url}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from forecast.importer import import_files
+    from forecast.storage.engine import migrate
+
+    engine = _engine(settings)
+    migrate(engine)
+    paths = [Path(p) for p in args.files]
+    bar = tqdm(total=len(paths), desc=f"import {args.source}", unit="file")
+    report = import_files(engine, paths, source=args.source, now=_now(),
+                          progress=lambda _p: bar.update())
+    bar.close()
+    print(f"imported {sum(report.rows.values())} rows from {len(report.rows)} files "
+          f"({report.inserted} new, {report.revised} revised)")
+    for loc, err in report.failed.items():
+        print(f"FAILED {loc}: {err}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from forecast.api.app import create_app
+
+    catalogue = load_catalogue(settings.catalogue)
+    app = create_app(_engine(settings), catalogue, simulated=args.simulated)
+    print(f"serving on http://{settings.http_host}:{settings.http_port}/ (Ctrl-C to stop)")
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """The embedded-default run: SQLite, catalogue, simulated history, then serve."""
+    from forecast.storage.engine import migrate
+    from forecast.storage.observations import read_observations
+
+    catalogue = load_catalogue(settings.catalogue)
+    engine = _engine(settings)
+    migrate(engine)
+    end = _now().replace(minute=0, second=0, microsecond=0)
+    have = read_observations(engine, station_ids=[catalogue.rivers[0].primary_gauge],
+                             start=end - timedelta(days=2), end=end)
+    if have.empty:
+        start = end - timedelta(days=round(365.25 * args.years))
+        write_simulation(settings, catalogue, start, end, settings.seed)
+    else:
+        print("simulated history already present; skipping simulation")
+    if args.no_serve:
+        print("demo data ready (--no-serve given)")
+        return 0
+    args.simulated = True
+    return cmd_serve(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="forecast",
+        description="Water-level forecasts (水位予測) for Mie Prefecture's rivers. "
+                    "Settings come from FORECAST_* environment variables (see README).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--log-json", action="store_true", help="JSON-lines logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("init-db", help="create or migrate the database and load stations")
+    s.set_defaults(func=cmd_init_db)
+
+    s = sub.add_parser("catalogue", help="river catalogue commands")
+    csub = s.add_subparsers(dest="catalogue_command", required=True)
+    c = csub.add_parser("check", help="validate a catalogue file and summarise it")
+    c.add_argument("path", nargs="?", help="catalogue YAML (default FORECAST_CATALOGUE)")
+    c.set_defaults(func=cmd_catalogue_check)
+
+    s = sub.add_parser("simulate", help="generate SIMULATED history into the database or a CSV")
+    s.add_argument("--start", help="UTC start (default: --years before --end)")
+    s.add_argument("--end", help="UTC end (default: now, floored to the hour)")
+    s.add_argument("--years", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--out", help="write canonical CSV here instead of the database")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("import", help="import files (raw bytes archived before parsing)")
+    s.add_argument("--source", required=True, help="parser name, e.g. canonical_csv")
+    s.add_argument("files", nargs="+")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("serve", help="run the HTTP API and web page")
+    s.add_argument("--simulated", action="store_true", help="label data as simulated")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")
+    s.add_argument("--years", type=float, default=1.0, help="years of simulated history")
+    s.add_argument("--no-serve", action="store_true", help="prepare data, do not serve")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, json_lines=args.log_json or settings.log_json)
+        return int(args.func(args, settings))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ForecastError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

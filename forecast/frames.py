@@ -1,0 +1,139 @@
+"""Canonical column contracts for the long frames that flow between layers.
+
+Every parser returns, and every consumer accepts, one of these shapes (mlforecast-style long
+frames). Times are timezone-aware UTC ``datetime64[ns, UTC]``.
+
+Observations (``OBS_COLUMNS``)
+    station_id  str     station code as in the catalogue
+    variable    str     one of ``VARIABLES`` (units in the name)
+    time        UTC     observation time (for accumulations: end of the interval)
+    value       float   NaN when missing
+    flag        int     a ``Flag`` value
+    qc_rule     str     name of the QC rule or source rule that set the flag ("" if none)
+    provisional bool    True for 暫定 (provisional) values that a 確定 value may replace
+
+Rain vintages (``RAIN_VINTAGE_COLUMNS``): catchment rainfall products, observed or forecast
+    product     str     e.g. ``jma_srf_forecast``, ``jma_analysis``, ``simulated``
+    catchment_id str    river id whose catchment the value averages
+    issued_at   UTC     when the product was issued (analysis: its valid time)
+    valid_at    UTC     end of the accumulation hour
+    value       float   rain_mm over the hour ending at ``valid_at``
+
+Forecasts (``FORECAST_COLUMNS``)
+    river_id, issued_at, valid_at, horizon_h (int hours), level (point forecast, m),
+    q10, q50, q90 (m), model_version (str)
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final
+
+import pandas as pd
+
+from forecast.errors import FrameError
+
+
+class Flag(IntEnum):
+    """Quality flag of one value, in the Delft-FEWS vocabulary (lower is better)."""
+
+    GOOD = 0          # original, passed every check
+    FILLED = 1        # filled by interpolation across a short gap
+    DOUBTFUL = 2      # failed a soft check (soft limit, suspicious rate); usable with care
+    UNRELIABLE = 3    # failed a hard check; never used by features or models
+    MISSING = 4       # no value (source flagged it missing, or a gap)
+    BELOW_START = 5   # crisis gauge silent below its observation start level (left-censored)
+
+
+LEVEL: Final = "level_m"
+RAIN: Final = "rain_mm"            # mm over the interval ending at `time`
+DISCHARGE: Final = "discharge_m3s"
+RELEASE: Final = "release_m3s"     # dam release
+INFLOW: Final = "inflow_m3s"
+VARIABLES: Final = frozenset({LEVEL, RAIN, DISCHARGE, RELEASE, INFLOW})
+
+OBS_COLUMNS: Final = ("station_id", "variable", "time", "value", "flag", "qc_rule", "provisional")
+RAIN_VINTAGE_COLUMNS: Final = ("product", "catchment_id", "issued_at", "valid_at", "value")
+FORECAST_COLUMNS: Final = (
+    "river_id", "issued_at", "valid_at", "horizon_h", "level", "q10", "q50", "q90",
+    "model_version",
+)
+
+
+def _check_columns(df: pd.DataFrame, required: tuple[str, ...], what: str) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise FrameError(f"{what} frame lacks columns {missing}; has {list(df.columns)}")
+
+
+def _check_utc(df: pd.DataFrame, column: str, what: str) -> None:
+    dtype = df[column].dtype
+    tz = getattr(dtype, "tz", None)
+    if tz is None or str(tz) != "UTC":
+        raise FrameError(f"{what} column {column!r} must be tz-aware UTC, got {dtype}")
+
+
+def empty_observations() -> pd.DataFrame:
+    """An observations frame with no rows and the canonical dtypes."""
+    return pd.DataFrame(
+        {
+            "station_id": pd.Series([], dtype=object),
+            "variable": pd.Series([], dtype=object),
+            "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "value": pd.Series([], dtype="float64"),
+            "flag": pd.Series([], dtype="int8"),
+            "qc_rule": pd.Series([], dtype=object),
+            "provisional": pd.Series([], dtype=bool),
+        }
+    )
+
+
+def observations(df: pd.DataFrame) -> pd.DataFrame:
+    """Validate and normalise an observations frame (adds default flag/qc_rule/provisional).
+
+    Raises ``FrameError`` when a required column is missing, times are not UTC, a variable is
+    unknown or a flag is out of range.
+    """
+    _check_columns(df, ("station_id", "variable", "time", "value"), "observations")
+    out = df.copy()
+    if "flag" not in out.columns:
+        out["flag"] = int(Flag.GOOD)
+    if "qc_rule" not in out.columns:
+        out["qc_rule"] = ""
+    if "provisional" not in out.columns:
+        out["provisional"] = False
+    _check_utc(out, "time", "observations")
+    unknown = set(out["variable"].unique()) - VARIABLES
+    if unknown:
+        raise FrameError(f"observations frame has unknown variables {sorted(unknown)}")
+    out["value"] = pd.to_numeric(out["value"], errors="raise").astype("float64")
+    out["flag"] = out["flag"].astype("int8")
+    if len(out) and (out["flag"].min() < 0 or out["flag"].max() > max(Flag)):
+        raise FrameError("observations frame has flags outside forecast.frames.Flag")
+    out["station_id"] = out["station_id"].astype(str).astype(object)
+    out["variable"] = out["variable"].astype(object)
+    out["qc_rule"] = out["qc_rule"].fillna("").astype(str).astype(object)
+    out["provisional"] = out["provisional"].astype(bool)
+    return out.loc[:, list(OBS_COLUMNS)].reset_index(drop=True)
+
+
+def rain_vintages(df: pd.DataFrame) -> pd.DataFrame:
+    """Validate a rain-vintage frame (see module docstring)."""
+    _check_columns(df, RAIN_VINTAGE_COLUMNS, "rain vintage")
+    _check_utc(df, "issued_at", "rain vintage")
+    _check_utc(df, "valid_at", "rain vintage")
+    out = df.loc[:, list(RAIN_VINTAGE_COLUMNS)].copy()
+    out["value"] = out["value"].astype("float64")
+    return out.reset_index(drop=True)
+
+
+def forecasts(df: pd.DataFrame) -> pd.DataFrame:
+    """Validate a forecast frame (see module docstring)."""
+    _check_columns(df, FORECAST_COLUMNS, "forecast")
+    _check_utc(df, "issued_at", "forecast")
+    _check_utc(df, "valid_at", "forecast")
+    out = df.loc[:, list(FORECAST_COLUMNS)].copy()
+    out["horizon_h"] = out["horizon_h"].astype("int64")
+    for c in ("level", "q10", "q50", "q90"):
+        out[c] = out[c].astype("float64")
+    return out.reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Durable storage: engine, tables, migrations and repository functions (the only SQL callers)."""

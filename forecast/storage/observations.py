@@ -1,0 +1,194 @@
+"""Observation repository: idempotent upsert with revision history, and reads.
+
+Writing a batch (one transaction, all or nothing):
+1. the batch is bulk-loaded into a temporary staging table (SQLite: ``executemany``;
+   PostgreSQL: ``COPY``);
+2. current rows that the batch changes (value, flag or provisional status differ) are copied to
+   ``observation_history`` with ``superseded_at``;
+3. the batch is upserted into ``observations``; a changed row gets ``revision + 1``; an identical
+   row is left alone, so re-ingesting the same data is a no-op.
+
+Rule for 暫定 → 確定: a provisional value never replaces a verified (non-provisional) one; a
+verified value replaces a provisional one and the provisional one stays in the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from forecast import frames
+from forecast.errors import StorageError
+from forecast.storage.bulk import bulk_load
+from forecast.storage.tables import UTCDateTime, observation_history, observations
+
+_STAGE_COLS = ("station_id", "variable", "time", "value", "flag", "qc_rule", "provisional",
+               "source")
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """Counts of one upsert: new rows, revised rows, rows already identical."""
+
+    inserted: int
+    revised: int
+    unchanged: int
+
+
+def _stage_table() -> sa.Table:
+    md = sa.MetaData()
+    return sa.Table(
+        "stage_observations", md,
+        sa.Column("station_id", sa.String(64)),
+        sa.Column("variable", sa.String(32)),
+        sa.Column("time", UTCDateTime()),
+        sa.Column("value", sa.Float),
+        sa.Column("flag", sa.SmallInteger),
+        sa.Column("qc_rule", sa.String(64)),
+        sa.Column("provisional", sa.Boolean),
+        sa.Column("source", sa.String(64)),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _changed(cur: sa.Table, new: sa.Table | Any) -> sa.ColumnElement[bool]:
+    """Rows differ in substance, and the change is not verified → provisional."""
+    c = cur.c
+    n = new.c if isinstance(new, sa.Table) else new
+    differs = sa.or_(
+        c.value.is_distinct_from(n.value),
+        c.flag != n.flag,
+        c.provisional != n.provisional,
+    )
+    return sa.and_(differs, sa.not_(sa.and_(c.provisional.is_(False), n.provisional.is_(True))))
+
+
+def upsert_observations(
+    engine: Engine, df: pd.DataFrame, *, source: str, now: datetime
+) -> UpsertResult:
+    """Write an observations frame (``forecast.frames`` contract) idempotently.
+
+    ``source`` names the ingest source; ``now`` is the ingest time (UTC, tz-aware).
+    Duplicate (station, variable, time) rows inside one batch keep the last one.
+    Raises ``StorageError`` and leaves no partial rows if anything fails.
+    """
+    df = frames.observations(df)
+    df = df.drop_duplicates(["station_id", "variable", "time"], keep="last")
+    df["source"] = source
+    if df.empty:
+        return UpsertResult(0, 0, 0)
+    stage = _stage_table()
+    key = ("station_id", "variable", "time")
+    try:
+        with engine.begin() as conn:
+            stage.create(conn)
+            try:
+                bulk_load(conn, stage, df.loc[:, list(_STAGE_COLS)])
+                o = observations
+                join = sa.and_(*(o.c[k] == stage.c[k] for k in key))
+                existing = conn.execute(
+                    sa.select(sa.func.count()).select_from(o.join(stage, join))
+                ).scalar_one()
+                hist = sa.select(
+                    o.c.station_id, o.c.variable, o.c.time, o.c.value, o.c.flag, o.c.qc_rule,
+                    o.c.provisional, o.c.source, o.c.revision, o.c.ingested_at,
+                    sa.literal(now, UTCDateTime()).label("superseded_at"),
+                ).select_from(o.join(stage, join)).where(_changed(o, stage))
+                # rowcount of INSERT…SELECT is not reliable on every driver: count first.
+                revised = conn.execute(
+                    sa.select(sa.func.count()).select_from(hist.subquery())
+                ).scalar_one()
+                if revised:
+                    conn.execute(observation_history.insert().from_select(
+                        [c.name for c in hist.selected_columns], hist
+                    ))
+                src = sa.select(
+                    *(stage.c[c] for c in _STAGE_COLS),
+                    sa.literal(0).label("revision"),
+                    sa.literal(now, UTCDateTime()).label("ingested_at"),
+                ).where(sa.true())  # `WHERE true` lets SQLite parse INSERT…SELECT…ON CONFLICT
+                dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" \
+                    else sqlite.insert
+                ins = dialect_insert(o).from_select([*_STAGE_COLS, "revision", "ingested_at"], src)
+                ex = ins.excluded
+                ins = ins.on_conflict_do_update(
+                    index_elements=list(key),
+                    set_={
+                        "value": ex.value, "flag": ex.flag, "qc_rule": ex.qc_rule,
+                        "provisional": ex.provisional, "source": ex.source,
+                        "revision": o.c.revision + 1, "ingested_at": ex.ingested_at,
+                    },
+                    where=_changed(o, ex),
+                )
+                conn.execute(ins)
+            finally:
+                stage.drop(conn)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"writing {len(df)} observations from {source!r} failed: {exc}") from exc
+    return UpsertResult(inserted=len(df) - existing, revised=revised,
+                        unchanged=existing - revised)
+
+
+def read_observations(
+    engine: Engine,
+    *,
+    station_ids: list[str] | None = None,
+    variable: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """Current observations in [start, end) as a canonical frame plus ``source`` and
+    ``revision`` columns, sorted by station, variable and time."""
+    o = observations
+    q = sa.select(o.c.station_id, o.c.variable, o.c.time, o.c.value, o.c.flag, o.c.qc_rule,
+                  o.c.provisional, o.c.source, o.c.revision)
+    if station_ids is not None:
+        q = q.where(o.c.station_id.in_(station_ids))
+    if variable is not None:
+        q = q.where(o.c.variable == variable)
+    if start is not None:
+        q = q.where(o.c.time >= start)
+    if end is not None:
+        q = q.where(o.c.time < end)
+    q = q.order_by(o.c.station_id, o.c.variable, o.c.time)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(q).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"reading observations failed: {exc}") from exc
+    if not rows:
+        out = frames.empty_observations()
+        out["source"] = pd.Series([], dtype=object)
+        out["revision"] = pd.Series([], dtype="int64")
+        return out
+    df = pd.DataFrame(rows, columns=[
+        "station_id", "variable", "time", "value", "flag", "qc_rule", "provisional", "source",
+        "revision",
+    ])
+    df["time"] = pd.to_datetime(df["time"], utc=True)
+    extra = df[["source", "revision"]]
+    return frames.observations(df).join(extra)
+
+
+def observation_history_frame(
+    engine: Engine, station_id: str, variable: str, time: datetime
+) -> pd.DataFrame:
+    """Every superseded version of one observation, oldest first."""
+    h = observation_history
+    q = (
+        sa.select(h.c.value, h.c.flag, h.c.provisional, h.c.source, h.c.revision,
+                  h.c.ingested_at, h.c.superseded_at)
+        .where(h.c.station_id == station_id, h.c.variable == variable, h.c.time == time)
+        .order_by(h.c.revision)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return pd.DataFrame(rows, columns=["value", "flag", "provisional", "source", "revision",
+                                       "ingested_at", "superseded_at"])

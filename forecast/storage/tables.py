@@ -1,0 +1,235 @@
+"""Table definitions (SQLAlchemy Core). The Alembic migrations create exactly these tables;
+``tests/storage/test_migrations.py`` checks that they agree.
+
+All times are stored timezone-aware in UTC (``UTCDateTime``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset on its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass timezone-aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected datetime from the database, got {type(value)}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(name: str, **kw: Any) -> Column[datetime]:
+    return Column(name, UTCDateTime(), **kw)
+
+
+stations = Table(
+    "stations", metadata,
+    Column("station_id", String(64), primary_key=True),
+    Column("river_id", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),        # telemetry | crisis | rain
+    Column("variable", String(32), nullable=False),
+    Column("name_ja", String(128), nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("provisional", Boolean, nullable=False),
+    Column("meta", JSON, nullable=False),
+)
+
+# Current value of each observation; superseded values move to observation_history.
+observations = Table(
+    "observations", metadata,
+    Column("station_id", String(64), primary_key=True),
+    Column("variable", String(32), primary_key=True),
+    _ts("time", primary_key=True),
+    Column("value", Float, nullable=True),
+    Column("flag", SmallInteger, nullable=False),
+    Column("qc_rule", String(64), nullable=False),
+    Column("provisional", Boolean, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("revision", Integer, nullable=False),
+    _ts("ingested_at", nullable=False),
+)
+
+observation_history = Table(
+    "observation_history", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("station_id", String(64), nullable=False),
+    Column("variable", String(32), nullable=False),
+    _ts("time", nullable=False),
+    Column("value", Float, nullable=True),
+    Column("flag", SmallInteger, nullable=False),
+    Column("qc_rule", String(64), nullable=False),
+    Column("provisional", Boolean, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("revision", Integer, nullable=False),
+    _ts("ingested_at", nullable=False),
+    _ts("superseded_at", nullable=False),
+    Index("ix_observation_history_key", "station_id", "variable", "time"),
+)
+
+# Content-addressed raw payloads: every fetched file/response, stored before parsing.
+raw_payloads = Table(
+    "raw_payloads", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    _ts("first_seen_at", nullable=False),
+)
+
+raw_fetches = Table(
+    "raw_fetches", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), ForeignKey("raw_payloads.sha256"), nullable=False, index=True),
+    Column("source", String(64), nullable=False),
+    Column("uri", Text, nullable=False),
+    _ts("fetched_at", nullable=False),
+    Column("parse_status", String(16), nullable=False),   # pending | ok | failed
+    Column("parse_error", Text, nullable=True),
+    Column("rows", Integer, nullable=True),
+)
+
+rain_vintages = Table(
+    "rain_vintages", metadata,
+    Column("product", String(64), primary_key=True),
+    Column("catchment_id", String(64), primary_key=True),
+    _ts("issued_at", primary_key=True),
+    _ts("valid_at", primary_key=True),
+    Column("value", Float, nullable=True),
+    _ts("ingested_at", nullable=False),
+)
+
+cycle_runs = Table(
+    "cycle_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _ts("issued_at", nullable=False, index=True),
+    _ts("started_at", nullable=False),
+    _ts("finished_at", nullable=True),
+    Column("trigger", String(32), nullable=False),       # schedule | cli | replay | api
+    Column("status", String(16), nullable=False),        # running | ok | partial | failed
+    Column("message", Text, nullable=True),
+)
+
+cycle_river_outcomes = Table(
+    "cycle_river_outcomes", metadata,
+    Column("cycle_id", Integer, ForeignKey("cycle_runs.id"), primary_key=True),
+    Column("river_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),        # ok | degraded | failed | skipped
+    Column("model_version", String(64), nullable=True),
+    Column("message", Text, nullable=True),
+)
+
+forecast_runs = Table(
+    "forecast_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("river_id", String(64), nullable=False),
+    _ts("issued_at", nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("model_variant", String(64), nullable=False),  # full | no_forecast_rain | ...
+    _ts("input_cutoff", nullable=False),
+    Column("status", String(16), nullable=False),         # ok | degraded
+    Column("degraded", Boolean, nullable=False),
+    Column("inputs", JSON, nullable=False),               # lineage: inputs used and missing
+    Column("cycle_id", Integer, ForeignKey("cycle_runs.id"), nullable=True),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("river_id", "issued_at", "model_version", name="uq_forecast_runs_key"),
+)
+
+forecast_values = Table(
+    "forecast_values", metadata,
+    Column("run_id", Integer, ForeignKey("forecast_runs.id"), primary_key=True),
+    Column("horizon_h", SmallInteger, primary_key=True),
+    _ts("valid_at", nullable=False),
+    Column("level", Float, nullable=False),
+    Column("q10", Float, nullable=False),
+    Column("q50", Float, nullable=False),
+    Column("q90", Float, nullable=False),
+)
+
+alert_state = Table(
+    "alert_state", metadata,
+    Column("river_id", String(64), primary_key=True),
+    Column("level_name", String(32), nullable=True),      # None = below every threshold
+    Column("basis", String(16), nullable=True),           # observed | forecast
+    _ts("since", nullable=True),
+    _ts("updated_at", nullable=False),
+    Column("acknowledged_by", String(128), nullable=True),
+    _ts("acknowledged_at", nullable=True),
+)
+
+alert_events = Table(
+    "alert_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("river_id", String(64), nullable=False, index=True),
+    _ts("occurred_at", nullable=False),
+    Column("kind", String(16), nullable=False),           # raise | escalate | lower | clear
+    Column("from_level", String(32), nullable=True),
+    Column("to_level", String(32), nullable=True),
+    Column("basis", String(16), nullable=False),
+    Column("cycle_id", Integer, ForeignKey("cycle_runs.id"), nullable=True),
+    Column("message", Text, nullable=False),
+    _ts("created_at", nullable=False),
+)
+
+model_versions = Table(
+    "model_versions", metadata,
+    Column("river_id", String(64), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    _ts("created_at", nullable=False),
+    Column("status", String(16), nullable=False),         # candidate | champion | retired
+    Column("path", Text, nullable=False),
+    Column("manifest", JSON, nullable=False),
+    _ts("promoted_at", nullable=True),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _ts("at", nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("details", JSON, nullable=False),
+)

@@ -1,0 +1,161 @@
+"""Observation storage on SQLite and PostgreSQL: idempotent re-ingest, revision history,
+暫定→確定, atomic writes, concurrent reader + writer."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from forecast.errors import StorageError
+from forecast.storage.observations import (
+    observation_history_frame,
+    read_observations,
+    upsert_observations,
+)
+from forecast.storage.tables import observation_history, observations
+
+NOW = datetime(2024, 7, 1, tzinfo=UTC)
+
+
+def batch(n: int = 6, *, station: str = "G1", start: str = "2024-06-30 00:00",
+          provisional: bool = True, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = pd.date_range(start, periods=n, freq="10min", tz="UTC")
+    v = rng.uniform(0.5, 3.0, n).round(2)
+    v[n // 2] = np.nan
+    return pd.DataFrame({"station_id": station, "variable": "level_m", "time": t, "value": v,
+                         "provisional": provisional})
+
+
+def count(engine: Engine, table: sa.Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_round_trip_keeps_values_times_and_nan(engine: Engine) -> None:
+    b = batch()
+    upsert_observations(engine, b, source="test", now=NOW)
+    got = read_observations(engine)
+    assert list(got["time"]) == list(b["time"])
+    assert str(got["time"].dt.tz) == "UTC"
+    np.testing.assert_array_equal(got["value"].to_numpy(), b["value"].to_numpy())
+    assert (got["revision"] == 0).all()
+
+
+def test_reingest_same_data_is_a_no_op(engine: Engine) -> None:
+    b = batch(50)
+    first = upsert_observations(engine, b, source="test", now=NOW)
+    second = upsert_observations(engine, b, source="test", now=NOW)
+    assert (first.inserted, first.revised) == (50, 0)
+    assert (second.inserted, second.revised, second.unchanged) == (0, 0, 50)
+    assert count(engine, observations) == 50
+    assert count(engine, observation_history) == 0
+
+
+def test_verified_values_replace_provisional_and_history_keeps_them(engine: Engine) -> None:
+    prov = batch(6, provisional=True)
+    upsert_observations(engine, prov, source="mlit", now=NOW)
+    final = prov.copy()
+    final["provisional"] = False
+    final.loc[1, "value"] = prov.loc[1, "value"] + 0.07
+    res = upsert_observations(engine, final, source="mlit", now=NOW)
+    assert res.revised == 6
+    cur = read_observations(engine)
+    assert not cur["provisional"].any()
+    assert cur.loc[1, "value"] == pytest.approx(prov.loc[1, "value"] + 0.07)
+    assert (cur["revision"] == 1).all()
+    hist = observation_history_frame(engine, "G1", "level_m", prov.loc[1, "time"].to_pydatetime())
+    assert len(hist) == 1
+    assert hist.loc[0, "value"] == pytest.approx(prov.loc[1, "value"])
+    assert bool(hist.loc[0, "provisional"])
+
+
+def test_provisional_never_overwrites_verified(engine: Engine) -> None:
+    verified = batch(4, provisional=False)
+    upsert_observations(engine, verified, source="mlit", now=NOW)
+    late_prov = verified.copy()
+    late_prov["provisional"] = True
+    late_prov["value"] = late_prov["value"] + 1.0
+    res = upsert_observations(engine, late_prov, source="telemetry", now=NOW)
+    assert res.revised == 0
+    cur = read_observations(engine)
+    np.testing.assert_allclose(cur["value"], verified["value"])
+
+
+def test_duplicate_rows_in_one_batch_keep_the_last(engine: Engine) -> None:
+    b = batch(3)
+    dup = pd.concat([b, b.iloc[[0]].assign(value=9.99)], ignore_index=True)
+    upsert_observations(engine, dup, source="test", now=NOW)
+    cur = read_observations(engine)
+    assert len(cur) == 3
+    assert cur.loc[0, "value"] == pytest.approx(9.99)
+
+
+def test_failed_write_leaves_no_partial_rows(engine: Engine) -> None:
+    upsert_observations(engine, batch(6), source="test", now=NOW)
+    before = read_observations(engine)
+    changed = batch(6, seed=1, provisional=False)
+    extra = batch(6, start="2024-07-02", seed=2)
+    # Fail the final upsert statement, after staging and history rows were written in the
+    # same transaction: everything must roll back.
+    def fail(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("INSERT INTO OBSERVATIONS "):
+            raise RuntimeError("injected failure")
+
+    sa.event.listen(engine, "before_cursor_execute", fail)
+    try:
+        with pytest.raises((StorageError, RuntimeError)):
+            upsert_observations(engine, pd.concat([changed, extra]), source="test", now=NOW)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", fail)
+    after = read_observations(engine)
+    pd.testing.assert_frame_equal(before, after)
+    assert count(engine, observation_history) == 0
+
+
+def test_bad_frame_is_refused_before_writing(engine: Engine) -> None:
+    b = batch(3).drop(columns=["value"])
+    with pytest.raises(Exception, match="lacks columns"):
+        upsert_observations(engine, b, source="test", now=NOW)
+    assert count(engine, observations) == 0
+
+
+def test_concurrent_reader_and_writer(engine: Engine) -> None:
+    """A reader polling while a writer commits batches never sees a partial batch or an error."""
+    n_batches, size = 15, 200
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for i in range(n_batches):
+                b = batch(size, station=f"S{i % 3}", start=f"2024-01-{i + 1:02d}", seed=i)
+                upsert_observations(engine, b, source="test", now=NOW)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                seen.append(len(read_observations(engine)))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert seen, "reader never ran"
+    assert all(n % size == 0 for n in seen), "reader saw a partially written batch"
+    assert count(engine, observations) == n_batches * size
