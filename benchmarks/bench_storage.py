@@ -68,7 +68,8 @@ def main() -> None:
     print(f"{rows:,} rows ({N_LEVEL} level + {N_RAIN} rain gauges × 1 year of 10-min data)")
     with tempfile.TemporaryDirectory() as d:
         first, again = run(f"sqlite:///{d}/bench.db", parts)
-        print(f"SQLite (WAL)  first write {first:>10,.0f} rows/s   re-ingest {again:>10,.0f} rows/s")
+        print(f"SQLite (WAL)  first write {first:>10,.0f} rows/s   "
+              f"re-ingest {again:>10,.0f} rows/s")
     if args.pg:
         schema = f"bench_{uuid.uuid4().hex[:8]}"
         admin = create_engine(args.pg)

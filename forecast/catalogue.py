@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from forecast.errors import CatalogueError
 
@@ -181,8 +189,8 @@ class River(_Strict):
     system_ja: str                      # 水系
     system_en: str = ""
     office: str = ""                    # 建設事務所 responsible
-    primary_gauge: str
     gauges: tuple[Gauge, ...] = Field(min_length=1)
+    primary_gauge: str                  # validated after `gauges` (field order matters)
     thresholds: Thresholds
     rain_gauges: tuple[RainGauge, ...] = Field(min_length=1)
     catchment: Catchment
@@ -192,17 +200,33 @@ class River(_Strict):
     provisional: bool = False
     notes: str = ""
 
-    @model_validator(mode="after")
-    def _consistent(self) -> River:
-        codes = [g.code for g in self.gauges]
+    # Field validators (not one model validator) so that errors carry the key they are about.
+    @field_validator("gauges")
+    @classmethod
+    def _unique_gauges(cls, v: tuple[Gauge, ...]) -> tuple[Gauge, ...]:
+        codes = [g.code for g in v]
         if len(set(codes)) != len(codes):
-            raise ValueError("duplicate gauge code within the river")
-        if self.primary_gauge not in codes:
-            raise ValueError(f"primary_gauge {self.primary_gauge!r} is not one of {codes}")
-        total = sum(r.weight for r in self.rain_gauges)
+            raise ValueError(f"duplicate gauge code within the river: {codes}")
+        return v
+
+    @field_validator("primary_gauge")
+    @classmethod
+    def _primary_known(cls, v: str, info: ValidationInfo) -> str:
+        codes = [g.code for g in info.data.get("gauges", ())]
+        if codes and v not in codes:
+            raise ValueError(f"primary_gauge {v!r} is not one of the river's gauges {codes}")
+        return v
+
+    @field_validator("rain_gauges")
+    @classmethod
+    def _weights(cls, v: tuple[RainGauge, ...]) -> tuple[RainGauge, ...]:
+        codes = [r.code for r in v]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"a rain gauge is listed twice: {codes}")
+        total = sum(r.weight for r in v)
         if abs(total - 1.0) > 0.011:
             raise ValueError(f"rain gauge weights must sum to 1 (got {total:.3f})")
-        return self
+        return v
 
     @property
     def gauge(self) -> Gauge:
@@ -229,22 +253,33 @@ class Catalogue(_Strict):
     description: str = ""
     rivers: tuple[River, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique(self) -> Catalogue:
+    def check_references(self, file: str) -> None:
+        """Cross-river checks, raised as ``CatalogueError`` naming file, river and key:
+        unique river ids, gauge codes owned by one river, known upstream gauges, and shared rain
+        gauges described identically wherever they appear."""
         seen: set[str] = set()
-        for r in self.rivers:
+        gauge_owner: dict[str, str] = {}
+        rain: dict[str, tuple[float, float]] = {}
+        for i, r in enumerate(self.rivers):
             if r.id in seen:
-                raise ValueError(f"duplicate river id {r.id!r}")
+                raise CatalogueError("duplicate river id", file=file, river=r.id,
+                                     key=f"rivers.{i}.id")
             seen.add(r.id)
-        gauge_seen: dict[str, str] = {}
-        for r in self.rivers:
             for g in r.gauges:
-                if g.code in gauge_seen and gauge_seen[g.code] != r.id:
-                    raise ValueError(
-                        f"gauge code {g.code!r} used by rivers {gauge_seen[g.code]!r} and {r.id!r}"
-                    )
-                gauge_seen[g.code] = r.id
-        return self
+                if gauge_owner.setdefault(g.code, r.id) != r.id:
+                    raise CatalogueError(
+                        f"gauge code {g.code!r} is already used by river {gauge_owner[g.code]!r}",
+                        file=file, river=r.id, key="gauges")
+            for rg in r.rain_gauges:
+                if rain.setdefault(rg.code, (rg.lat, rg.lon)) != (rg.lat, rg.lon):
+                    raise CatalogueError(
+                        f"rain gauge {rg.code!r} has other coordinates in another river",
+                        file=file, river=r.id, key="rain_gauges")
+        for r in self.rivers:
+            unknown = [c for c in r.upstream_gauges if c not in gauge_owner]
+            if unknown:
+                raise CatalogueError(f"unknown upstream gauge codes {unknown}", file=file,
+                                     river=r.id, key="upstream_gauges")
 
     def river(self, river_id: str) -> River:
         """The river with this id; ``CatalogueError`` if unknown."""
@@ -275,7 +310,7 @@ def parse_catalogue(data: Any, *, file: str = "<memory>") -> Catalogue:
     if not isinstance(data, dict):
         raise CatalogueError("top level must be a mapping with 'name' and 'rivers'", file=file)
     try:
-        return Catalogue.model_validate(data)
+        cat = Catalogue.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         river, key = _locate(data, tuple(first["loc"]))
@@ -284,6 +319,8 @@ def parse_catalogue(data: Any, *, file: str = "<memory>") -> Catalogue:
             msg = "unknown key (check spelling against forecast/catalogue.py)"
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise CatalogueError(msg + more, file=file, river=river, key=key) from exc
+    cat.check_references(file)
+    return cat
 
 
 def load_catalogue(path: str | Path) -> Catalogue:
@@ -294,7 +331,7 @@ def load_catalogue(path: str | Path) -> Catalogue:
     except OSError as exc:
         raise CatalogueError(f"cannot read catalogue: {exc.strerror}", file=str(p)) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise CatalogueError(f"not valid YAML: {exc}", file=str(p)) from exc
     return parse_catalogue(data, file=str(p))

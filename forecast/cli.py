@@ -132,12 +132,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from forecast.api.app import create_app
-
-    catalogue = load_catalogue(settings.catalogue)
-    app = create_app(_engine(settings), catalogue, simulated=args.simulated)
+    # The API is started by its import string, not imported: entry points stay independent.
     print(f"serving on http://{settings.http_host}:{settings.http_port}/ (Ctrl-C to stop)")
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    uvicorn.run("forecast.api.main:app_from_env", factory=True, host=settings.http_host,
+                port=settings.http_port, log_level="warning")
     return 0
 
 
@@ -160,7 +158,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_serve:
         print("demo data ready (--no-serve given)")
         return 0
-    args.simulated = True
     return cmd_serve(args, settings)
 
 
@@ -196,7 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("serve", help="run the HTTP API and web page")
-    s.add_argument("--simulated", action="store_true", help="label data as simulated")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")

@@ -95,7 +95,7 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
     unknown or a flag is out of range.
     """
     _check_columns(df, ("station_id", "variable", "time", "value"), "observations")
-    out = df.copy()
+    out = df.copy(deep=False)  # columns are replaced, never modified in place
     if "flag" not in out.columns:
         out["flag"] = int(Flag.GOOD)
     if "qc_rule" not in out.columns:
@@ -106,15 +106,24 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
     unknown = set(out["variable"].unique()) - VARIABLES
     if unknown:
         raise FrameError(f"observations frame has unknown variables {sorted(unknown)}")
-    out["value"] = pd.to_numeric(out["value"], errors="raise").astype("float64")
-    out["flag"] = out["flag"].astype("int8")
+    if out["value"].dtype != "float64":
+        out["value"] = pd.to_numeric(out["value"], errors="raise").astype("float64")
     if len(out) and (out["flag"].min() < 0 or out["flag"].max() > max(Flag)):
         raise FrameError("observations frame has flags outside forecast.frames.Flag")
-    out["station_id"] = out["station_id"].astype(str).astype(object)
-    out["variable"] = out["variable"].astype(object)
-    out["qc_rule"] = out["qc_rule"].fillna("").astype(str).astype(object)
-    out["provisional"] = out["provisional"].astype(bool)
-    return out.loc[:, list(OBS_COLUMNS)].reset_index(drop=True)
+    if out["flag"].dtype != "int8":
+        out["flag"] = out["flag"].astype("int8")
+    # Casts are skipped when the dtype is already right: frames of millions of rows pass here.
+    for col in ("station_id", "variable", "qc_rule"):
+        if out[col].dtype != object:
+            out[col] = out[col].astype(str).astype(object)
+    if out["qc_rule"].isna().any():
+        out["qc_rule"] = out["qc_rule"].fillna("")
+    if out["provisional"].dtype != bool:
+        out["provisional"] = out["provisional"].astype(bool)
+    result = pd.DataFrame({c: out[c] for c in OBS_COLUMNS}, copy=False)
+    if not isinstance(result.index, pd.RangeIndex) or result.index.start != 0:
+        result = result.reset_index(drop=True)
+    return result
 
 
 def rain_vintages(df: pd.DataFrame) -> pd.DataFrame:

@@ -41,7 +41,7 @@ class ImportReport:
 
 
 def import_files(engine: Engine, paths: Iterable[Path], *, source: str, now: datetime,
-                 progress: Callable[[Path], None] | None = None) -> ImportReport:
+                 progress: Callable[[Path], object] | None = None) -> ImportReport:
     """Import files with the parser registered as ``source`` (see ``PARSERS``)."""
     try:
         parse = PARSERS[source]

@@ -41,9 +41,13 @@ def _num(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def create_app(engine: Engine, catalogue: Catalogue, *, simulated: bool) -> FastAPI:
-    """Build the app on an engine whose schema is migrated (checked here, at start-up)."""
+def create_app(engine: Engine, catalogue: Catalogue) -> FastAPI:
+    """Build the app on an engine whose schema is migrated (checked here, at start-up).
+
+    Whether the data are simulated is read from the stored observations' sources, so the label
+    cannot be forgotten by whoever starts the server."""
     check_schema(engine)
+    simulated = repository.has_simulated_data(engine)
     app = FastAPI(title="Mie river water-level forecasts (水位予測)", version=__version__)
     data_label = "SIMULATED (demo data, not real observations)" if simulated else "observed"
 
@@ -69,8 +73,10 @@ def create_app(engine: Engine, catalogue: Catalogue, *, simulated: bool) -> Fast
         stop = (end or datetime.now(UTC)).astimezone(UTC)
         df = read_observations(engine, station_ids=[r.gauge.code], variable=LEVEL,
                                start=stop - timedelta(hours=hours), end=stop)
+        sources = sorted(set(df["source"]))
         return {
             "river": river_id, "station": r.gauge.code, "unit": "m", "data": data_label,
+            "sources": sources, "simulated": "simulated" in sources,
             "provisional_parts": r.provisional_parts,
             "observations": [
                 {"time": t.isoformat(), "value": _num(v), "flag": int(f)}
@@ -81,13 +87,14 @@ def create_app(engine: Engine, catalogue: Catalogue, *, simulated: bool) -> Fast
     @app.get("/api/forecasts/latest")
     def latest(river_id: str | None = None) -> dict[str, Any]:
         df = repository.latest_forecasts(engine, river_id)
-        out: dict[str, list[dict[str, Any]]] = {}
-        for row in df.itertuples():
-            out.setdefault(str(row.river_id), []).append({
-                "issued_at": row.issued_at.isoformat(), "valid_at": row.valid_at.isoformat(),
-                "horizon_h": int(row.horizon_h), "level": row.level, "q10": row.q10,
-                "q50": row.q50, "q90": row.q90, "model_version": row.model_version,
-                "model_variant": row.model_variant, "degraded": bool(row.degraded)})
+        for c in ("issued_at", "valid_at", "input_cutoff"):
+            df[c] = df[c].map(lambda t: t.isoformat())
+        df["degraded"] = df["degraded"].astype(bool)
+        out: dict[str, list[dict[str, Any]]] = {
+            str(rid): [{str(k): v for k, v in rec.items()}
+                       for rec in part.drop(columns="river_id").to_dict("records")]
+            for rid, part in df.groupby("river_id", sort=True)
+        }
         return {"data": data_label, "kind": "水位予測 (forecast, not a JMA warning)",
                 "forecasts": out}
 

@@ -15,7 +15,9 @@ from forecast.errors import EncodingError, FrameError, ParseError
 SOURCE = "canonical_csv"
 
 
-def parse_canonical_csv(data: bytes, location: str, *, variable: str = frames.LEVEL) -> pd.DataFrame:
+def parse_canonical_csv(
+    data: bytes, location: str, *, variable: str = frames.LEVEL
+) -> pd.DataFrame:
     """Parse canonical CSV bytes into an observations frame.
 
     ``variable`` applies when the file has no ``variable`` column. Times without an offset,

@@ -46,9 +46,9 @@ def _stage_table() -> sa.Table:
     md = sa.MetaData()
     return sa.Table(
         "stage_observations", md,
-        sa.Column("station_id", sa.String(64)),
-        sa.Column("variable", sa.String(32)),
-        sa.Column("time", UTCDateTime()),
+        sa.Column("station_id", sa.String(64), primary_key=True),
+        sa.Column("variable", sa.String(32), primary_key=True),
+        sa.Column("time", UTCDateTime(), primary_key=True),
         sa.Column("value", sa.Float),
         sa.Column("flag", sa.SmallInteger),
         sa.Column("qc_rule", sa.String(64)),
@@ -91,6 +91,10 @@ def upsert_observations(
             stage.create(conn)
             try:
                 bulk_load(conn, stage, df.loc[:, list(_STAGE_COLS)])
+                if conn.dialect.name == "postgresql":
+                    # Temporary tables have no statistics: without them the planner picks a
+                    # sequential scan of `observations` for the joins below.
+                    conn.exec_driver_sql(f"ANALYZE {stage.name}")
                 o = observations
                 join = sa.and_(*(o.c[k] == stage.c[k] for k in key))
                 existing = conn.execute(

@@ -227,6 +227,15 @@ def list_model_versions(engine: Engine, river_id: str | None = None) -> pd.DataF
                                        "promoted_at", "path"])
 
 
+def has_simulated_data(engine: Engine) -> bool:
+    """True when any stored observation comes from the simulation (labels the API and page)."""
+    from forecast.storage.tables import observations
+
+    q = sa.select(sa.exists().where(observations.c.source == "simulated"))
+    with engine.connect() as conn:
+        return bool(conn.execute(q).scalar())
+
+
 def audit(engine: Engine, *, at: datetime, actor: str, action: str, target: str,
           details: dict[str, Any] | None = None) -> None:
     """Append to the audit log (who did what to which river/model, when)."""

@@ -138,7 +138,7 @@ def test_concurrent_reader_and_writer(engine: Engine) -> None:
             for i in range(n_batches):
                 b = batch(size, station=f"S{i % 3}", start=f"2024-01-{i + 1:02d}", seed=i)
                 upsert_observations(engine, b, source="test", now=NOW)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
         finally:
             done.set()
@@ -147,7 +147,7 @@ def test_concurrent_reader_and_writer(engine: Engine) -> None:
         try:
             while not done.is_set():
                 seen.append(len(read_observations(engine)))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]

@@ -1,0 +1,71 @@
+"""API through the app (FastAPI TestClient) on a real migrated database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from forecast.api.app import create_app
+from forecast.catalogue import load_catalogue
+from forecast.errors import MigrationError
+from forecast.storage.engine import create_engine
+from forecast.storage.observations import upsert_observations
+from forecast.storage.repository import save_forecast
+
+NOW = datetime(2024, 7, 1, 12, tzinfo=UTC)
+
+
+def _write(engine: Engine, source: str) -> None:
+    t = pd.date_range("2024-07-01 00:00", periods=12, freq="h", tz="UTC")
+    upsert_observations(engine, pd.DataFrame({
+        "station_id": "jiseiji", "variable": "level_m", "time": t,
+        "value": np.linspace(2.5, 4.0, 12)}), source=source, now=NOW)
+
+
+@pytest.mark.parametrize("source", ["simulated", "kotogawa_csv"])
+def test_rivers_observations_and_data_label(engine: Engine, reference_catalogue_path,  # type: ignore[no-untyped-def]
+                                            source: str) -> None:
+    _write(engine, source)
+    client = TestClient(create_app(engine, load_catalogue(reference_catalogue_path)))
+    assert client.get("/health").json()["status"] == "ok"
+    rivers = client.get("/api/rivers").json()
+    koto = rivers["rivers"][0]
+    assert koto["thresholds_m"] == {"standby_m": 3.8, "caution_m": 5.0, "evacuation_m": 5.1,
+                                    "danger_m": 5.5}
+    assert koto["provisional"] is True and "catchment" in koto["provisional_parts"]
+    assert rivers["data"].startswith("SIMULATED") == (source == "simulated")
+    obs = client.get("/api/rivers/koto/observations",
+                     params={"hours": 6, "end": "2024-07-01T12:00:00+00:00"}).json()
+    assert [o["time"] for o in obs["observations"]][:1] == ["2024-07-01T06:00:00+00:00"]
+    assert len(obs["observations"]) == 6
+    assert obs["simulated"] == (source == "simulated")
+    page = client.get("/").text
+    assert "厚東川" in page and "警報" in page  # the page says it is not a JMA warning
+    assert ("SIMULATED" in page) == (source == "simulated")
+    assert client.get("/api/rivers/nope/observations").status_code == 404
+
+
+def test_latest_forecasts(engine: Engine, reference_catalogue_path) -> None:  # type: ignore[no-untyped-def]
+    t = pd.Timestamp(NOW)
+    h = np.arange(1, 7)
+    fc = pd.DataFrame({"river_id": "koto", "issued_at": t,
+                       "valid_at": t + pd.to_timedelta(h, unit="h"), "horizon_h": h,
+                       "level": 3.0 + 0.1 * h, "q10": 2.8 + 0.1 * h, "q50": 3.0 + 0.1 * h,
+                       "q90": 3.3 + 0.1 * h, "model_version": "v1"})
+    save_forecast(engine, fc, model_variant="full", input_cutoff=NOW, degraded=False,
+                  inputs={}, created_at=NOW)
+    client = TestClient(create_app(engine, load_catalogue(reference_catalogue_path)))
+    got = client.get("/api/forecasts/latest").json()["forecasts"]["koto"]
+    assert [g["horizon_h"] for g in got] == list(range(1, 7))
+    assert got[0]["valid_at"] == "2024-07-01T13:00:00+00:00"
+
+
+def test_unmigrated_database_refused_at_start(tmp_path, reference_catalogue_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(MigrationError):
+        create_app(create_engine(f"sqlite:///{tmp_path}/x.db"),
+                   load_catalogue(reference_catalogue_path))
