@@ -96,19 +96,26 @@ def upsert_observations(
                     # sequential scan of `observations` for the joins below.
                     conn.exec_driver_sql(f"ANALYZE {stage.name}")
                 o = observations
-                join = sa.and_(*(o.c[k] == stage.c[k] for k in key))
-                existing = conn.execute(
-                    sa.select(sa.func.count()).select_from(o.join(stage, join))
-                ).scalar_one()
+                # The explicit station/time range lets both databases use the primary-key
+                # index on `observations` instead of scanning the whole table.
+                t0 = df["time"].min().to_pydatetime()
+                t1 = df["time"].max().to_pydatetime()
+                join = sa.and_(
+                    *(o.c[k] == stage.c[k] for k in key),
+                    o.c.station_id.in_(sorted(df["station_id"].unique())),
+                    o.c.time >= t0, o.c.time <= t1,
+                )
+                existing, revised = conn.execute(
+                    sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
+                        sa.case((_changed(o, stage), 1), else_=0)), 0))
+                    .select_from(o.join(stage, join))
+                ).one()
                 hist = sa.select(
                     o.c.station_id, o.c.variable, o.c.time, o.c.value, o.c.flag, o.c.qc_rule,
                     o.c.provisional, o.c.source, o.c.revision, o.c.ingested_at,
                     sa.literal(now, UTCDateTime()).label("superseded_at"),
                 ).select_from(o.join(stage, join)).where(_changed(o, stage))
-                # rowcount of INSERT…SELECT is not reliable on every driver: count first.
-                revised = conn.execute(
-                    sa.select(sa.func.count()).select_from(hist.subquery())
-                ).scalar_one()
+                # (counted above: rowcount of INSERT…SELECT is not reliable on every driver)
                 if revised:
                     conn.execute(observation_history.insert().from_select(
                         [c.name for c in hist.selected_columns], hist

@@ -1,0 +1,67 @@
+"""The command line, run in-process through ``forecast.cli.main`` on a temporary SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forecast.cli import main
+from forecast.settings import load_settings
+from forecast.storage.engine import create_engine
+from forecast.storage.observations import read_observations
+from forecast.storage.repository import read_rain_vintages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FORECAST_CATALOGUE", str(ROOT / "config" / "reference_rivers.yaml"))
+    return tmp_path
+
+
+def test_catalogue_check_real_catalogues(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["catalogue", "check", str(ROOT / "config" / "rivers.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "38 rivers" in out and "provisional" in out
+
+
+def test_catalogue_check_refuses_bad_file(env: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = (ROOT / "config" / "reference_rivers.yaml").read_text(encoding="utf-8")
+    bad.write_text(text.replace("standby_m: 3.80", "standby_m: 5.20"), encoding="utf-8")
+    assert main(["catalogue", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "river koto" in err and "thresholds" in err and str(bad) in err
+
+
+def test_init_db_simulate_and_import(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init-db"]) == 0
+    assert main(["simulate", "--start", "2023-06-01", "--end", "2023-06-15", "--seed", "3"]) == 0
+    engine = create_engine(load_settings().db_url)
+    obs = read_observations(engine, station_ids=["jiseiji"])
+    assert obs["time"].min() >= pd.Timestamp("2023-06-01", tz="UTC")
+    assert obs["time"].max() < pd.Timestamp("2023-06-15", tz="UTC")
+    assert set(obs["source"]) == {"simulated"}
+    assert not read_rain_vintages(engine, product="simulated_forecast").empty
+    # simulate --out writes canonical CSV that `import` reads back
+    csv = env / "sim.csv"
+    assert main(["simulate", "--start", "2023-07-01", "--end", "2023-07-03", "--out",
+                 str(csv)]) == 0
+    assert main(["import", "--source", "canonical_csv", str(csv)]) == 0
+    assert "imported" in capsys.readouterr().out
+    bad = env / "bad.csv"
+    bad.write_text("station_id,time,value\nx,2024-01-01T00:00,1\n", encoding="utf-8")
+    assert main(["import", "--source", "canonical_csv", str(bad)]) == 1
+    assert "FAILED" in capsys.readouterr().err
+
+
+def test_bad_setting_exits_2(env: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FORECAST_HTTP_PORT", "0")
+    assert main(["init-db"]) == 2
+    assert "FORECAST_HTTP_PORT" in capsys.readouterr().err
