@@ -16,7 +16,12 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from forecast.errors import ForecastError, ParseError
+from forecast.ingest.amedas import parse_amedas_map, parse_amedas_point
 from forecast.ingest.canonical_csv import parse_canonical_csv
+from forecast.ingest.mlit import parse_mlit_dat
+from forecast.ingest.mlit_json import parse_mlit_json
+from forecast.ingest.replay import parse_replay_csv
+from forecast.ingest.sources import parse_crisis_readings
 from forecast.storage.archive import archive_payload, mark_parsed
 from forecast.storage.observations import upsert_observations
 
@@ -26,6 +31,12 @@ Parser = Callable[[bytes, str], pd.DataFrame]
 
 PARSERS: dict[str, Parser] = {
     "canonical_csv": parse_canonical_csv,
+    "mlit_dat": parse_mlit_dat,
+    "mlit_json": parse_mlit_json,
+    "amedas_map": parse_amedas_map,        # time from the file name YYYYMMDDhhmm00.json (JST)
+    "amedas_point": parse_amedas_point,    # station from the path point/{code}/…
+    "crisis_json": parse_crisis_readings,  # readings; rejected records are logged
+    "replay_csv": parse_replay_csv,        # payloads archived by collect_replay
 }
 """Source name → parser (bytes, location) → observations frame."""
 

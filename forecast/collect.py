@@ -1,0 +1,324 @@
+"""Collection service: fetch → archive → parse → QC → store, for live sources and for replays.
+
+``collect`` runs every source of one cycle; ``collect_replay`` stores what a ``Replay`` makes
+available at a clock time by the same path (the replayed rows are archived as a CSV payload,
+so re-parsing from the archive works the same for both).
+
+Rules:
+* every payload is archived (``archive_payload``) *before* it is parsed, so a parser bug never
+  loses data; its parse outcome is recorded with ``mark_parsed``;
+* a source that is down (``SourceError``), a payload that does not parse (``ParseError``) or a
+  station whose rows cannot be checked or stored never stops the others: each outcome is in
+  the ``CollectReport`` (and the log);
+* QC runs over the stored recent window plus the new rows (``apply_qc``), and the verdicts of
+  the last ``REEVALUATE`` (6 h 30 min) before the earliest new reading are rewritten: the
+  spike, gap-fill and datum-jump rules look up to 6 h ahead, so a new reading can change them;
+* re-ingesting the same bytes adds no rows and no revisions (storage upserts are idempotent
+  and QC is deterministic).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from forecast import frames
+from forecast.catalogue import Catalogue
+from forecast.errors import ForecastError, SourceError, StorageError
+from forecast.ingest.fetch import Fetcher
+from forecast.ingest.replay import Replay, parse_rain_csv, parse_replay_csv, rain_to_csv, to_csv
+from forecast.ingest.sources import Parsed, Source
+from forecast.qc import RainLimits, apply_qc
+from forecast.storage.archive import archive_payload, mark_parsed
+from forecast.storage.observations import read_observations, upsert_observations
+from forecast.storage.repository import upsert_rain_vintages
+
+log = logging.getLogger(__name__)
+
+REEVALUATE = timedelta(hours=6, minutes=30)
+"""How far back a new reading can change QC verdicts (look-ahead of the QC rules)."""
+DATUM_JUMP_CONTEXT = timedelta(hours=6)
+"""History the datum-jump rule needs before a step (``forecast.qc``)."""
+
+
+@dataclass
+class PayloadOutcome:
+    """One URL (or replay payload): ``status`` is ``stored``, ``not_modified``,
+    ``fetch_failed``, ``archive_failed``, ``parse_failed`` or ``store_failed``."""
+
+    url: str
+    status: str
+    rows: int = 0
+    fetch_id: int | None = None
+    error: str = ""
+
+
+@dataclass
+class SourceReport:
+    """Outcome of one source: payloads, rows written, rejected records and failed stations."""
+
+    name: str
+    payloads: list[PayloadOutcome] = field(default_factory=list)
+    inserted: int = 0
+    revised: int = 0
+    rain_rows: int = 0
+    record_errors: list[str] = field(default_factory=list)
+    failed_stations: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """No source-level error, no failed payload and no failed station."""
+        return not self.error and not self.failed_stations and all(
+            p.status in ("stored", "not_modified") for p in self.payloads)
+
+
+@dataclass
+class CollectReport:
+    """Per-source outcomes of one ``collect`` or ``collect_replay`` call."""
+
+    sources: dict[str, SourceReport] = field(default_factory=dict)
+
+    @property
+    def inserted(self) -> int:
+        """New observation rows over all sources."""
+        return sum(s.inserted for s in self.sources.values())
+
+    @property
+    def revised(self) -> int:
+        """Observation rows whose value, flag or provisional status changed."""
+        return sum(s.revised for s in self.sources.values())
+
+    @property
+    def failures(self) -> list[tuple[str, str, str]]:
+        """(source, url or station, error) of everything that failed."""
+        out = [(s.name, "", s.error) for s in self.sources.values() if s.error]
+        for s in self.sources.values():
+            out += [(s.name, p.url, p.error) for p in s.payloads if p.error]
+            out += [(s.name, st, e) for st, e in s.failed_stations.items()]
+        return out
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _lookback(catalogue: Catalogue, rain: RainLimits) -> pd.Timedelta:
+    """History QC needs before the rows it re-evaluates (stuck runs, datum-jump flat hours)."""
+    stuck = max([r.qc.stuck_hours for r in catalogue.rivers] + [rain.stuck_hours])
+    return max(pd.Timedelta(hours=stuck), pd.Timedelta(DATUM_JUMP_CONTEXT)) + pd.Timedelta("1h")
+
+
+def _merge(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Stored rows plus new ones; on a shared key the new row wins, except that a verified
+    stored reading is not replaced by a provisional one (the storage rule for 暫定 → 確定)."""
+    keys = new[["station_id", "variable"]].drop_duplicates()
+    stored = stored.merge(keys, on=["station_id", "variable"])[list(frames.OBS_COLUMNS)]
+    if stored.empty:
+        return new
+    fill = (stored["qc_rule"] == "gap_fill").to_numpy()
+    prio_stored = np.where(stored["provisional"].to_numpy() | fill, 0, 2)
+    prio_new = np.where(new["provisional"].to_numpy(), 1, 3)
+    both = pd.concat([stored, new], ignore_index=True)
+    both["_prio"] = np.concatenate([prio_stored, prio_new])
+    both = both.sort_values("_prio", kind="stable")
+    both = both.drop_duplicates(["station_id", "variable", "time"], keep="last")
+    return frames.observations(both.drop(columns="_prio"))
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """Rows written by ``store_observations`` and the stations that failed (with error)."""
+
+    inserted: int = 0
+    revised: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _qc_store(engine: Engine, catalogue: Catalogue, new: pd.DataFrame, *, source: str,
+              now: datetime, rain: RainLimits) -> tuple[int, int]:
+    first = new["time"].min()
+    rewrite_from = first - pd.Timedelta(REEVALUATE)
+    stored = read_observations(
+        engine, station_ids=sorted(new["station_id"].unique()),
+        start=(rewrite_from - _lookback(catalogue, rain)).to_pydatetime())
+    checked = apply_qc(_merge(stored, new), catalogue, rain_limits=rain)
+    # Older context rows only inform the rules; their verdicts were settled by earlier runs.
+    out = checked[checked["time"] >= rewrite_from]
+    res = upsert_observations(engine, out, source=source, now=now)
+    return res.inserted, res.revised
+
+
+def store_observations(engine: Engine, catalogue: Catalogue, obs: pd.DataFrame, *,
+                       source: str, now: datetime,
+                       rain_limits: RainLimits | None = None) -> StoreResult:
+    """QC new observations together with the stored recent window, then upsert them.
+
+    ``obs``: observations frame (``forecast.frames``), any stations. Rows from ``REEVALUATE``
+    before the earliest new reading onwards are re-checked and rewritten (idempotent: unchanged
+    rows are left alone). If the batch fails, each station is retried alone so one bad
+    station is reported in ``StoreResult.failed`` and the others are stored.
+    """
+    new = frames.observations(obs)
+    if new.empty:
+        return StoreResult()
+    rain = rain_limits or RainLimits()
+    try:
+        return StoreResult(*_qc_store(engine, catalogue, new, source=source, now=now, rain=rain))
+    except ForecastError as exc:
+        stations = sorted(new["station_id"].unique())
+        if len(stations) == 1:
+            log.warning("storing %s from %s failed: %s", stations[0], source, exc)
+            return StoreResult(failed={stations[0]: _describe(exc)})
+    inserted = revised = 0
+    failed: dict[str, str] = {}
+    for station, rows in new.groupby("station_id", sort=True):
+        try:
+            i, r = _qc_store(engine, catalogue, rows.reset_index(drop=True), source=source,
+                             now=now, rain=rain)
+        except ForecastError as exc:
+            log.warning("storing %s from %s failed: %s", station, source, exc)
+            failed[str(station)] = _describe(exc)
+            continue
+        inserted, revised = inserted + i, revised + r
+    return StoreResult(inserted, revised, failed)
+
+
+Parse = Callable[[bytes, str], Parsed]
+
+
+def _ingest(engine: Engine, source: str, url: str, data: bytes, fetched_at: datetime,
+            parse: Parse) -> tuple[PayloadOutcome, Parsed | None]:
+    """Archive, then parse one payload; failures become the outcome, never an exception."""
+    try:
+        archived = archive_payload(engine, data, source=source, uri=url, fetched_at=fetched_at)
+    except StorageError as exc:
+        log.error("archiving %s from %s failed: %s", url, source, exc)
+        return PayloadOutcome(url, "archive_failed", error=_describe(exc)), None
+    outcome = PayloadOutcome(url, "stored", fetch_id=archived.fetch_id)
+    try:
+        parsed = parse(data, url)
+    except (ForecastError, ValueError) as exc:   # ValueError: e.g. a grid that misses a window
+        log.warning("payload %s from %s does not parse: %s", url, source, exc)
+        outcome.status, outcome.error = "parse_failed", _describe(exc)
+        mark_parsed(engine, archived.fetch_id, ok=False, error=outcome.error)
+        return outcome, None
+    outcome.rows = parsed.rows
+    return outcome, parsed
+
+
+def _store(engine: Engine, catalogue: Catalogue, report: SourceReport,
+           items: Sequence[tuple[PayloadOutcome, Parsed]], *, now: datetime) -> None:
+    """Store every parsed payload of one source, then record each payload's outcome."""
+    for _, p in items:
+        report.record_errors += [str(e) for e in p.errors]
+    obs = [p.observations for _, p in items if not p.observations.empty]
+    rain = [p.rain for _, p in items if not p.rain.empty]
+    rain_error = ""
+    if obs:
+        res = store_observations(engine, catalogue, pd.concat(obs, ignore_index=True),
+                                 source=report.name, now=now)
+        report.inserted += res.inserted
+        report.revised += res.revised
+        report.failed_stations.update(res.failed)
+    if rain:
+        try:
+            report.rain_rows += upsert_rain_vintages(engine, pd.concat(rain, ignore_index=True),
+                                                     now=now)
+        except ForecastError as exc:
+            log.warning("storing rain vintages from %s failed: %s", report.name, exc)
+            rain_error = _describe(exc)
+    for outcome, p in items:
+        assert outcome.fetch_id is not None
+        bad = sorted(set(p.observations["station_id"]) & report.failed_stations.keys())
+        error = rain_error if not p.rain.empty else ""
+        if bad:
+            error = "; ".join(f"{s}: {report.failed_stations[s]}" for s in bad)
+        if error:
+            outcome.status, outcome.error = "store_failed", error
+            mark_parsed(engine, outcome.fetch_id, ok=False, error=error)
+        else:
+            mark_parsed(engine, outcome.fetch_id, ok=True, rows=p.rows)
+
+
+def collect_source(engine: Engine, catalogue: Catalogue, source: Source, window: timedelta, *,
+                   now: datetime, fetcher: Fetcher) -> SourceReport:
+    """``collect`` for one source (see there); never raises for the source's own failures."""
+    report = SourceReport(source.name)
+    try:
+        urls = source.urls(pd.Timestamp(now) - pd.Timedelta(window), now)
+    except (ForecastError, ValueError, TypeError) as exc:   # e.g. a naive `now`
+        report.error = _describe(exc)
+        return report
+    items: list[tuple[PayloadOutcome, Parsed]] = []
+    for url, got in zip(urls, fetcher.fetch_many(source.name, urls), strict=True):
+        if isinstance(got, SourceError):
+            log.warning("%s", got)
+            report.payloads.append(PayloadOutcome(url, "fetch_failed", error=_describe(got)))
+            continue
+        if got.not_modified or got.content is None:
+            report.payloads.append(PayloadOutcome(url, "not_modified"))
+            continue
+        outcome, parsed = _ingest(engine, source.name, url, got.content, got.fetched_at,
+                                  lambda d, u: source.parse(d, u, now=now))
+        if outcome.status == "archive_failed":
+            fetcher.forget(url)   # we kept nothing: the next run must download it again
+        report.payloads.append(outcome)
+        if parsed is not None:
+            items.append((outcome, parsed))
+    _store(engine, catalogue, report, items, now=now)
+    return report
+
+
+def collect(engine: Engine, catalogue: Catalogue, sources: Sequence[Source],
+            window: timedelta, *, now: datetime, fetcher: Fetcher) -> CollectReport:
+    """Fetch every source's payloads for ``(now - window, now]`` and store what they hold.
+
+    Each payload is archived before parsing; observations go through ``store_observations``
+    (QC over the stored recent window, then an idempotent upsert with ``source`` = the source
+    name); rain vintages through ``upsert_rain_vintages``. ``now`` (UTC) is the ingest time.
+    Returns a ``CollectReport``; only storage failures outside a source's own work raise.
+    """
+    report = CollectReport()
+    for source in sources:
+        report.sources[source.name] = collect_source(engine, catalogue, source, window,
+                                                     now=now, fetcher=fetcher)
+    return report
+
+
+def collect_replay(engine: Engine, catalogue: Catalogue, replay: Replay, clock: datetime, *,
+                   since: datetime | None = None,
+                   window: timedelta = timedelta(hours=24)) -> CollectReport:
+    """Store what ``replay`` makes available at ``clock`` by the live path.
+
+    With ``since``: the rows that arrived in ``(since, clock]`` (call it every cycle with the
+    previous clock); without: ``replay.available_at(clock, window=window)``. Observations and
+    rain vintages are archived as CSV payloads (source = ``replay.name``, URI
+    ``replay://{name}/…?clock=…``), parsed back, QC'd and stored with ``ingested_at = clock``.
+    """
+    part = replay.arrived_between(since, clock) if since is not None \
+        else replay.available_at(clock, window=window)
+    report = SourceReport(replay.name)
+    stamp = pd.Timestamp(clock).tz_convert("UTC").isoformat()
+    items: list[tuple[PayloadOutcome, Parsed]] = []
+    payloads: list[tuple[str, pd.DataFrame, Callable[[pd.DataFrame], bytes], Parse]] = [
+        ("observations", part.observations, to_csv,
+         lambda d, u: Parsed(observations=parse_replay_csv(d, u))),
+        ("rain", part.rain, rain_to_csv, lambda d, u: Parsed(rain=parse_rain_csv(d, u))),
+    ]
+    for kind, df, write, parse in payloads:
+        if df.empty:
+            continue
+        url = f"replay://{replay.name}/{kind}?clock={stamp}"
+        outcome, parsed = _ingest(engine, replay.name, url, write(df), clock, parse)
+        report.payloads.append(outcome)
+        if parsed is not None:
+            items.append((outcome, parsed))
+    _store(engine, catalogue, report, items, now=clock)
+    return CollectReport({replay.name: report})
