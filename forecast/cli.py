@@ -122,7 +122,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     report = import_files(engine, paths, source=args.source, now=_now(),
                           progress=lambda _p: bar.update())
     bar.close()
-    print(f"imported {sum(report.rows.values())} rows from {len(report.rows)} files "
+    print(f"imported {report.total_rows} rows from {len(report.rows)} files "
           f"({report.inserted} new, {report.revised} revised)")
     for loc, err in report.failed.items():
         print(f"FAILED {loc}: {err}", file=sys.stderr)

@@ -55,3 +55,25 @@ def test_import_archives_everything_and_continues_after_a_bad_file(
     assert n_payloads == 2  # the bad file's bytes are kept for re-parsing
     again = import_files(engine, [good], source="canonical_csv", now=NOW)
     assert again.inserted == 0 and again.revised == 0
+
+
+MLIT = Path(__file__).parent / "data" / "mlit-wis"
+
+
+def test_batch_import_isolates_a_bad_file(engine: Engine, tmp_path: Path) -> None:
+    """mlit_dat parses files in batches; one truncated file must not cost the others."""
+    good = sorted(MLIT.glob("*kind6*.dat"))
+    bad = tmp_path / "truncated.dat"
+    data = good[0].read_bytes()
+    bad.write_bytes(data[: len(data) // 2 - 7])
+    report = import_files(engine, [*good, bad], source="mlit_dat", now=NOW)
+    assert list(report.failed) == [str(bad)]
+    assert set(report.rows) == {str(p) for p in good}
+    stored = read_observations(engine)
+    assert len(stored) == report.total_rows > 0
+    with engine.connect() as conn:
+        status = sorted(conn.execute(sa.select(raw_fetches.c.parse_status)).scalars())
+    assert status == ["failed", "ok", "ok"]
+    # all-good batch goes through the fast path and gives the same rows
+    again = import_files(engine, good, source="mlit_dat", now=NOW)
+    assert not again.failed and again.inserted == 0 and again.revised == 0

@@ -62,6 +62,34 @@ def archive_payload(
     return ArchivedPayload(int(fetch_id), sha, len(data), exists)
 
 
+def archive_payloads(
+    engine: Engine, items: list[tuple[bytes, str]], *, source: str, fetched_at: datetime
+) -> list[ArchivedPayload]:
+    """Archive many ``(data, uri)`` payloads in one transaction (bulk file imports)."""
+    shas = [sha256_hex(d) for d, _ in items]
+    try:
+        with engine.begin() as conn:
+            known = {r[0] for r in conn.execute(
+                sa.select(raw_payloads.c.sha256).where(raw_payloads.c.sha256.in_(set(shas))))}
+            new: dict[str, bytes] = {}
+            for sha, (data, _) in zip(shas, items, strict=True):
+                if sha not in known:
+                    new.setdefault(sha, data)
+            if new:
+                conn.execute(raw_payloads.insert(), [
+                    {"sha256": s, "size": len(d), "content": d, "first_seen_at": fetched_at}
+                    for s, d in new.items()])
+            ids = [int(conn.execute(raw_fetches.insert().values(
+                sha256=sha, source=source, uri=uri, fetched_at=fetched_at,
+                parse_status="pending").returning(raw_fetches.c.id)).scalar_one())
+                for sha, (_, uri) in zip(shas, items, strict=True)]
+    except SQLAlchemyError as exc:
+        raise StorageError(f"archiving {len(items)} payloads from {source!r} failed: {exc}") \
+            from exc
+    return [ArchivedPayload(i, s, len(d), s in known)
+            for i, s, (d, _) in zip(ids, shas, items, strict=True)]
+
+
 def mark_parsed(engine: Engine, fetch_id: int, *, ok: bool, rows: int | None = None,
                 error: str | None = None) -> None:
     """Record the parse outcome of one fetch (``error`` is the typed error's message)."""
@@ -70,6 +98,16 @@ def mark_parsed(engine: Engine, fetch_id: int, *, ok: bool, rows: int | None = N
             raw_fetches.update().where(raw_fetches.c.id == fetch_id).values(
                 parse_status="ok" if ok else "failed", rows=rows, parse_error=error)
         )
+
+
+def mark_parsed_many(engine: Engine, rows_by_fetch: dict[int, int | None]) -> None:
+    """Mark many fetches parsed OK in one transaction (``rows`` None when parsed in a batch)."""
+    if not rows_by_fetch:
+        return
+    stmt = raw_fetches.update().where(raw_fetches.c.id == sa.bindparam("fid")).values(
+        parse_status="ok", rows=sa.bindparam("n"))
+    with engine.begin() as conn:
+        conn.execute(stmt, [{"fid": k, "n": v} for k, v in rows_by_fetch.items()])
 
 
 def load_payload(engine: Engine, sha256: str) -> bytes:

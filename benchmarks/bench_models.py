@@ -1,0 +1,163 @@
+"""Benchmark of the forecasting core (a script, not a test).
+
+Part A: train 38 rivers x 6 leads (L2 centre + P10/P50/P90 each) on five years of hourly
+synthetic rain-runoff data; report wall time, peak memory and the time to predict all rivers
+at one issue time after loading the saved models.
+Part B: BYOD backtest on the real 厚東川 data (tests/data/kotogawa) with folds that put the
+2023-07-01 flood (and the 07-08..10 rise) in test periods, modes none and perfect; RMSE on all
+hours / event windows and skill vs persistence at leads 1, 3, 6 for LightGBM and baselines.
+
+    python benchmarks/bench_models.py [--rivers 38] [--years 5] [--skip-a] [--skip-b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from forecast.features import build_features, targets  # noqa: E402
+from forecast.modelling.backtest import summary_table  # noqa: E402
+from forecast.modelling.byod import run_backtest_files  # noqa: E402
+from forecast.modelling.lgbm import LeadModels, LgbmSettings  # noqa: E402
+from forecast.modelling.persist import load, save  # noqa: E402
+
+KOTO = (ROOT / "tests" / "data" / "kotogawa"
+        / "kotogawa_jiseiji_level_kotogawa_dam_2023-06_2023-07.csv")
+CAT = ROOT / "config" / "reference_rivers.yaml"
+
+
+def synthetic_river(hours: int, seed: int) -> pd.DataFrame:
+    """Simple rain-runoff generator: seasonal storms -> two linear reservoirs -> stage."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2019-01-01", periods=hours, freq="h", tz="UTC", name="time")
+    doy = idx.dayofyear.to_numpy()
+    p_storm = 0.004 + 0.01 * np.exp(-(((doy - 190) / 40.0) ** 2))
+    starts = rng.random(hours) < p_storm
+    rain = np.convolve(starts * rng.gamma(2.0, 6.0, hours), np.ones(8) / 2.0)[:hours]
+    rain *= rng.random(hours) < 0.8
+    k1, k2 = 0.9 + 0.05 * rng.random(), 0.97 + 0.02 * rng.random()
+    q = 0.6 * lfilter([1 - k1], [1, -k1], rain) + 0.4 * lfilter([1 - k2], [1, -k2], rain)
+    level = 0.5 + rng.uniform(0.5, 2) * np.sqrt(q) + rng.normal(0, 0.005, hours)
+    up = lfilter([1 - 0.8], [1, -0.8], np.roll(rain, 1)) * 10
+    return pd.DataFrame({"level_m": level, "rain_mm": rain, "up_gauge": up}, index=idx)
+
+
+def _train_one(args: tuple[int, int, LgbmSettings]
+               ) -> tuple[int, dict[str, object], dict[str, str], pd.DataFrame]:
+    i, hours, settings = args
+    h = synthetic_river(hours, i)
+    X = build_features(h, h.index, future_rain="perfect")
+    Y = targets(h, h.index)
+    m = LeadModels.train(X, Y, high_water_m=float(h["level_m"].quantile(0.97)),
+                         settings=settings, name=f"synthetic{i}")
+    meta, texts = m.to_strings()
+    return i, meta, texts, X.iloc[[-10]]
+
+
+def part_a(n_rivers: int, years: int, settings: LgbmSettings, workers: int) -> None:
+    hours = int(years * 365.25 * 24)
+    print(f"== Part A: {n_rivers} rivers x {years} y hourly ({hours} h), settings {settings}")
+    t0 = time.perf_counter()
+    # one worker process per core, each LightGBM single-threaded (see lgbm.LgbmSettings)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        done = list(pool.map(_train_one, [(i, hours, settings) for i in range(n_rivers)]))
+    models = {i: LeadModels.from_strings(meta, texts) for i, meta, texts, _ in done}
+    feats = {i: x for i, _, _, x in done}
+    wall = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_b = sum(len(m.boosters) for m in models.values())
+    rss_kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"  train wall time {wall:.1f} s with {workers} worker processes, {n_b} boosters, "
+          f"peak RSS parent {rss:.0f} MB, largest worker {rss_kids:.0f} MB")
+    with tempfile.TemporaryDirectory() as d:
+        for i, m in models.items():
+            save(m, Path(d) / f"r{i}")
+        t1 = time.perf_counter()
+        loaded = {i: load(Path(d) / f"r{i}") for i in models}
+        t_load = time.perf_counter() - t1
+        for i in loaded:  # warm-up
+            loaded[i].predict(feats[i])
+        t2 = time.perf_counter()
+        for i in loaded:
+            loaded[i].predict(feats[i])
+        t_pred = time.perf_counter() - t2
+    print(f"  load {t_load:.2f} s; predict all {n_rivers} rivers at one issue time: "
+          f"{1000 * t_pred:.0f} ms")
+
+
+def koto_files(out: Path) -> tuple[Path, Path]:
+    df = pd.read_csv(KOTO, encoding="utf-8-sig")
+    t = pd.to_datetime(df["時刻"], format="%Y/%m/%d %H:%M").dt.tz_localize("Asia/Tokyo")
+    iso = t.map(lambda x: x.isoformat())
+
+    def rows(col: str, sid: str, zero_missing: bool) -> pd.DataFrame:
+        v = df[col].astype(float)
+        return pd.DataFrame({"station_id": sid, "time": iso,
+                             "value": v.where(v != 0) if zero_missing else v})
+
+    obs = pd.concat([rows("水位_水位", "jiseiji", True),
+                     rows("ダム_全放流量", "kotogawa_dam_release", True)])
+    rain = rows("ダム_60分雨量", "kotogawa_dam_rain", False)
+    rain.loc[(df["ダム_貯水位"] == 0).to_numpy(), "value"] = np.nan
+    obs.to_csv(out / "obs.csv", index=False)
+    rain.to_csv(out / "rain.csv", index=False)
+    return out / "obs.csv", out / "rain.csv"
+
+
+def part_b(settings: LgbmSettings) -> None:
+    print("== Part B: BYOD backtest, real 厚東川 (持世寺) data")
+    with tempfile.TemporaryDirectory() as d:
+        obs, rain = koto_files(Path(d))
+        folds = Path(d) / "folds.csv"
+        folds.write_text(
+            "fold,train_end,test_start,test_end\n"
+            "1,2023-06-30T12:00:00+09:00,2023-06-30T12:00:00+09:00,2023-07-04T00:00:00+09:00\n"
+            "2,2023-07-06T00:00:00+09:00,2023-07-06T00:00:00+09:00,2023-07-13T00:00:00+09:00\n")
+        for mode in ("none", "perfect"):
+            t0 = time.perf_counter()
+            res = run_backtest_files(CAT, obs, rain, folds, mode, Path(d) / f"fc_{mode}.csv",
+                                     models=("lgbm", "persistence", "ar2", "sarimax"),
+                                     settings=settings)
+            print(f"-- future rain {mode} ({time.perf_counter() - t0:.1f} s)")
+            print(summary_table(res.scores))
+        # point forecast choice: L2 centre (default) vs P50 as the point
+        p50 = LgbmSettings(**{**settings.__dict__, "point": "p50"})
+        res = run_backtest_files(CAT, obs, rain, folds, "none", None, models=("lgbm",
+                                 "persistence"), settings=p50)
+        print("-- future rain none, point = P50")
+        print(summary_table(res.scores))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rivers", type=int, default=38)
+    ap.add_argument("--years", type=float, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--quiet-keep", type=float, default=0.3)
+    ap.add_argument("--fallbacks", action="store_true")
+    ap.add_argument("--skip-a", action="store_true")
+    ap.add_argument("--skip-b", action="store_true")
+    a = ap.parse_args()
+    if not a.skip_a:
+        part_a(a.rivers, int(a.years), LgbmSettings(num_threads=a.threads,
+                                                    quiet_keep=a.quiet_keep,
+                                                    fallbacks=a.fallbacks), a.workers)
+    if not a.skip_b:
+        part_b(LgbmSettings())
+
+
+if __name__ == "__main__":
+    main()
