@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from forecast import frames
 from forecast.errors import StorageError
@@ -84,65 +84,86 @@ def upsert_observations(
     df["source"] = source
     if df.empty:
         return UpsertResult(0, 0, 0)
-    stage = _stage_table()
-    key = ("station_id", "variable", "time")
+    stations = sorted(df["station_id"].unique())
+    t0 = df["time"].min().to_pydatetime()
+    t1 = df["time"].max().to_pydatetime()
     try:
         with engine.begin() as conn:
-            stage.create(conn)
-            try:
-                bulk_load(conn, stage, df.loc[:, list(_STAGE_COLS)])
-                if conn.dialect.name == "postgresql":
-                    # Temporary tables have no statistics: without them the planner picks a
-                    # sequential scan of `observations` for the joins below.
-                    conn.exec_driver_sql(f"ANALYZE {stage.name}")
-                o = observations
-                # The explicit station/time range lets both databases use the primary-key
-                # index on `observations` instead of scanning the whole table.
-                t0 = df["time"].min().to_pydatetime()
-                t1 = df["time"].max().to_pydatetime()
-                join = sa.and_(
-                    *(o.c[k] == stage.c[k] for k in key),
-                    o.c.station_id.in_(sorted(df["station_id"].unique())),
-                    o.c.time >= t0, o.c.time <= t1,
-                )
-                existing, revised = conn.execute(
-                    sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
-                        sa.case((_changed(o, stage), 1), else_=0)), 0))
-                    .select_from(o.join(stage, join))
-                ).one()
-                hist = sa.select(
-                    o.c.station_id, o.c.variable, o.c.time, o.c.value, o.c.flag, o.c.qc_rule,
-                    o.c.provisional, o.c.source, o.c.revision, o.c.ingested_at,
-                    sa.literal(now, UTCDateTime()).label("superseded_at"),
-                ).select_from(o.join(stage, join)).where(_changed(o, stage))
-                # (counted above: rowcount of INSERT…SELECT is not reliable on every driver)
-                if revised:
-                    conn.execute(observation_history.insert().from_select(
-                        [c.name for c in hist.selected_columns], hist
-                    ))
-                src = sa.select(
-                    *(stage.c[c] for c in _STAGE_COLS),
-                    sa.literal(0).label("revision"),
-                    sa.literal(now, UTCDateTime()).label("ingested_at"),
-                ).where(sa.true())  # `WHERE true` lets SQLite parse INSERT…SELECT…ON CONFLICT
-                dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" \
-                    else sqlite.insert
-                ins = dialect_insert(o).from_select([*_STAGE_COLS, "revision", "ingested_at"], src)
-                ex = ins.excluded
-                ins = ins.on_conflict_do_update(
-                    index_elements=list(key),
-                    set_={
-                        "value": ex.value, "flag": ex.flag, "qc_rule": ex.qc_rule,
-                        "provisional": ex.provisional, "source": ex.source,
-                        "revision": o.c.revision + 1, "ingested_at": ex.ingested_at,
-                    },
-                    where=_changed(o, ex),
-                )
-                conn.execute(ins)
-            finally:
-                stage.drop(conn)
+            o = observations
+            overlap = conn.execute(sa.select(sa.func.count()).where(
+                o.c.station_id.in_(stations), o.c.time >= t0, o.c.time <= t1)).scalar_one()
+            if overlap == 0:
+                # Fast path for new data (bulk imports, live appends): nothing to compare or
+                # supersede, so the rows go straight in. A concurrent writer that got there
+                # first makes this fail on the primary key; we then take the general path.
+                try:
+                    with conn.begin_nested():
+                        bulk_load(conn, o, df.loc[:, list(_STAGE_COLS)].assign(
+                            revision=0, ingested_at=pd.Timestamp(now)))
+                    return UpsertResult(inserted=len(df), revised=0, unchanged=0)
+                except IntegrityError:
+                    pass
+            return _upsert_general(conn, df, stations, t0, t1, now)
     except SQLAlchemyError as exc:
         raise StorageError(f"writing {len(df)} observations from {source!r} failed: {exc}") from exc
+
+
+def _upsert_general(conn: Connection, df: pd.DataFrame, stations: list[str], t0: datetime,
+                    t1: datetime, now: datetime) -> UpsertResult:
+    """Staging table → history of changed rows → upsert (see the module docstring)."""
+    stage = _stage_table()
+    key = ("station_id", "variable", "time")
+    stage.create(conn)
+    try:
+        bulk_load(conn, stage, df.loc[:, list(_STAGE_COLS)])
+        if conn.dialect.name == "postgresql":
+            # Temporary tables have no statistics: without them the planner picks a
+            # sequential scan of `observations` for the joins below.
+            conn.exec_driver_sql(f"ANALYZE {stage.name}")
+        o = observations
+        # The explicit station/time range lets both databases use the primary-key
+        # index on `observations` instead of scanning the whole table.
+        join = sa.and_(
+            *(o.c[k] == stage.c[k] for k in key),
+            o.c.station_id.in_(stations),
+            o.c.time >= t0, o.c.time <= t1,
+        )
+        existing, revised = conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
+                sa.case((_changed(o, stage), 1), else_=0)), 0))
+            .select_from(o.join(stage, join))
+        ).one()
+        hist = sa.select(
+            o.c.station_id, o.c.variable, o.c.time, o.c.value, o.c.flag, o.c.qc_rule,
+            o.c.provisional, o.c.source, o.c.revision, o.c.ingested_at,
+            sa.literal(now, UTCDateTime()).label("superseded_at"),
+        ).select_from(o.join(stage, join)).where(_changed(o, stage))
+        # (counted above: rowcount of INSERT…SELECT is not reliable on every driver)
+        if revised:
+            conn.execute(observation_history.insert().from_select(
+                [c.name for c in hist.selected_columns], hist
+            ))
+        src = sa.select(
+            *(stage.c[c] for c in _STAGE_COLS),
+            sa.literal(0).label("revision"),
+            sa.literal(now, UTCDateTime()).label("ingested_at"),
+        ).where(sa.true())  # `WHERE true` lets SQLite parse INSERT…SELECT…ON CONFLICT
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" \
+            else sqlite.insert
+        ins = dialect_insert(o).from_select([*_STAGE_COLS, "revision", "ingested_at"], src)
+        ex = ins.excluded
+        ins = ins.on_conflict_do_update(
+            index_elements=list(key),
+            set_={
+                "value": ex.value, "flag": ex.flag, "qc_rule": ex.qc_rule,
+                "provisional": ex.provisional, "source": ex.source,
+                "revision": o.c.revision + 1, "ingested_at": ex.ingested_at,
+            },
+            where=_changed(o, ex),
+        )
+        conn.execute(ins)
+    finally:
+        stage.drop(conn)
     return UpsertResult(inserted=len(df) - existing, revised=revised,
                         unchanged=existing - revised)
 
