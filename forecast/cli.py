@@ -129,6 +129,30 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    """Bring-your-own-data backtest (contract in forecast/modelling/byod.py and the README)."""
+    from forecast.modelling.backtest import summary_table
+    from forecast.modelling.byod import run_backtest_files
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    bar = tqdm(desc="backtest", unit="step")
+
+    def progress(msg: str) -> None:
+        bar.set_postfix_str(msg[:60])
+        bar.update()
+
+    result = run_backtest_files(
+        args.catalogue, args.observations, args.rain, args.folds, args.future_rain, args.out,
+        rain_forecasts_path=args.rain_forecasts, progress=progress, models=models)
+    bar.close()
+    print(f"wrote {len(result.forecasts)} forecast rows to {args.out}")
+    if not result.scores.empty:
+        print(summary_table(result.scores))
+    for river, msg in result.failures.items():
+        print(f"FAILED river {river}: {msg}", file=sys.stderr)
+    return 1 if result.failures else 0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -191,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", required=True, help="parser name, e.g. canonical_csv")
     s.add_argument("files", nargs="+")
     s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("backtest", help="leak-free backtest on your own CSV files "
+                       "(FORECASTS.csv: river_id,issued_at,valid_at,horizon_h,level,q10,q50,q90)")
+    s.add_argument("--catalogue", required=True, help="catalogue YAML mapping stations to rivers")
+    s.add_argument("--observations", required=True, help="OBS.csv: station_id,time,value (m)")
+    s.add_argument("--rain", required=True, help="RAIN.csv: station_id,time,value (mm/h)")
+    s.add_argument("--folds", required=True, help="FOLDS.csv: fold,train_end,test_start,test_end")
+    s.add_argument("--future-rain", required=True, choices=["none", "perfect", "archive"])
+    s.add_argument("--rain-forecasts", help="archive mode: issued rain forecasts CSV")
+    s.add_argument("--out", required=True, help="FORECASTS.csv to write")
+    s.add_argument("--models", default="lgbm,persistence,ar2,sarimax",
+                   help="models to run and score (our model is written to --out)")
+    s.set_defaults(func=cmd_backtest)
 
     s = sub.add_parser("serve", help="run the HTTP API and web page")
     s.set_defaults(func=cmd_serve)

@@ -65,3 +65,22 @@ def test_bad_setting_exits_2(env: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("FORECAST_HTTP_PORT", "0")
     assert main(["init-db"]) == 2
     assert "FORECAST_HTTP_PORT" in capsys.readouterr().err
+
+
+def test_backtest_bad_observations_file_names_it(env: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    obs = tmp_path / "OBS.csv"
+    obs.write_text("station,time,value\njiseiji,2023-06-01T00:00+09:00,2.5\n", encoding="utf-8")
+    rain = tmp_path / "RAIN.csv"
+    rain.write_text("station_id,time,value\nkotogawa_dam_rain,2023-06-01T00:00+09:00,0\n",
+                    encoding="utf-8")
+    folds = tmp_path / "FOLDS.csv"
+    folds.write_text("fold,train_end,test_start,test_end\n"
+                     "1,2023-06-20T00:00+09:00,2023-06-20T00:00+09:00,2023-06-25T00:00+09:00\n",
+                     encoding="utf-8")
+    code = main(["backtest", "--catalogue", str(ROOT / "config" / "reference_rivers.yaml"),
+                 "--observations", str(obs), "--rain", str(rain), "--folds", str(folds),
+                 "--future-rain", "none", "--out", str(tmp_path / "F.csv")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(obs) in err and "station_id" in err
