@@ -84,26 +84,38 @@ def upsert_observations(
     df["source"] = source
     if df.empty:
         return UpsertResult(0, 0, 0)
-    stations = sorted(df["station_id"].unique())
-    t0 = df["time"].min().to_pydatetime()
-    t1 = df["time"].max().to_pydatetime()
+    spans = df.groupby("station_id", sort=True)["time"].agg(["min", "max"])
     try:
         with engine.begin() as conn:
             o = observations
-            overlap = conn.execute(sa.select(sa.func.count()).where(
-                o.c.station_id.in_(stations), o.c.time >= t0, o.c.time <= t1)).scalar_one()
-            if overlap == 0:
+            # Which stations already hold rows inside this batch's time span (one indexed
+            # range count per station)?
+            overlapping = {
+                sid for sid, (t0, t1) in spans.iterrows()
+                if conn.execute(sa.select(sa.func.count()).where(
+                    o.c.station_id == sid, o.c.time >= t0.to_pydatetime(),
+                    o.c.time <= t1.to_pydatetime())).scalar_one()
+            }
+            fresh = ~df["station_id"].isin(overlapping)
+            result = UpsertResult(0, 0, 0)
+            if fresh.any():
                 # Fast path for new data (bulk imports, live appends): nothing to compare or
                 # supersede, so the rows go straight in. A concurrent writer that got there
                 # first makes this fail on the primary key; we then take the general path.
                 try:
                     with conn.begin_nested():
-                        bulk_load(conn, o, df.loc[:, list(_STAGE_COLS)].assign(
+                        bulk_load(conn, o, df.loc[fresh, list(_STAGE_COLS)].assign(
                             revision=0, ingested_at=pd.Timestamp(now)))
-                    return UpsertResult(inserted=len(df), revised=0, unchanged=0)
+                    result = UpsertResult(inserted=int(fresh.sum()), revised=0, unchanged=0)
+                    df = df.loc[~fresh]
                 except IntegrityError:
                     pass
-            return _upsert_general(conn, df, stations, t0, t1, now)
+            if df.empty:
+                return result
+            rest = _upsert_general(conn, df, sorted(df["station_id"].unique()),
+                                   df["time"].min().to_pydatetime(),
+                                   df["time"].max().to_pydatetime(), now)
+            return UpsertResult(result.inserted + rest.inserted, rest.revised, rest.unchanged)
     except SQLAlchemyError as exc:
         raise StorageError(f"writing {len(df)} observations from {source!r} failed: {exc}") from exc
 

@@ -159,3 +159,17 @@ def test_concurrent_reader_and_writer(engine: Engine) -> None:
     assert seen, "reader never ran"
     assert all(n % size == 0 for n in seen), "reader saw a partially written batch"
     assert count(engine, observations) == n_batches * size
+
+
+def test_mixed_batch_new_station_and_revised_station(engine: Engine) -> None:
+    """A batch mixing a station with history (general path) and a new station (fast path)."""
+    old = batch(6, station="OLD", provisional=True)
+    upsert_observations(engine, old, source="test", now=NOW)
+    revised = old.assign(provisional=False)
+    new = batch(4, station="NEW", seed=5)
+    res = upsert_observations(engine, pd.concat([revised, new]), source="test", now=NOW)
+    assert (res.inserted, res.revised, res.unchanged) == (4, 6, 0)
+    cur = read_observations(engine)
+    assert len(cur) == 10
+    assert cur.set_index("station_id").loc["OLD", "revision"].tolist() == [1] * 6
+    assert count(engine, observation_history) == 6
