@@ -6,7 +6,9 @@ COPY forecast ./forecast
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime
-RUN useradd --create-home --uid 10001 forecast
+# libgomp1: LightGBM's OpenMP runtime
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* && useradd --create-home --uid 10001 forecast
 WORKDIR /app
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
