@@ -8,6 +8,8 @@ must be tz-aware; they are written in UTC in SQLAlchemy's storage format so that
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -17,12 +19,31 @@ from sqlalchemy.engine import Connection
 
 def _utc_strings(s: pd.Series, sep: str) -> np.ndarray:
     naive = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
-    out = np.datetime_as_string(naive, unit="us")
-    return np.char.replace(out, "T", sep) if sep != "T" else out
+    out: np.ndarray = np.datetime_as_string(naive, unit="us")  # 'YYYY-MM-DDTHH:MM:SS.ffffff'
+    if sep != "T" and len(out):
+        # Swap the 'T' in place through a code-point view (np.char.replace is ~10x slower).
+        out.view(np.uint32).reshape(len(out), -1)[:, 10] = ord(sep)
+    return out
 
 
-def bulk_load(conn: Connection, table: sa.Table, df: pd.DataFrame) -> None:
-    """Append every row of ``df`` (columns named as in ``table``) to ``table``."""
+def utc_literal(ts: datetime, dialect: str) -> str:
+    """One UTC time as the literal bulk_load writes (for constant columns)."""
+    s = pd.Series([pd.Timestamp(ts)])
+    return str((_utc_strings(s, "T")[0] + "+00:00") if dialect == "postgresql"
+               else _utc_strings(s, " ")[0])
+
+
+def bulk_load(conn: Connection, table: sa.Table, df: pd.DataFrame,
+              constants: Mapping[str, int | float | str | datetime] | None = None) -> None:
+    """Append every row of ``df`` (columns named as in ``table``) to ``table``.
+
+    ``constants`` gives columns with the same value on every row (e.g. ingested_at); they are
+    bound once instead of being converted per row. Datetime constants must be tz-aware.
+    """
+    if constants:
+        df = df.assign(**{  # scalars broadcast; datetimes pre-formatted once
+            k: (utc_literal(v, conn.dialect.name) if isinstance(v, datetime) else v)
+            for k, v in constants.items()})
     cols = list(df.columns)
     out = df.copy()
     for c in cols:

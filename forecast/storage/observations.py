@@ -104,8 +104,8 @@ def upsert_observations(
                 # first makes this fail on the primary key; we then take the general path.
                 try:
                     with conn.begin_nested():
-                        bulk_load(conn, o, df.loc[fresh, list(_STAGE_COLS)].assign(
-                            revision=0, ingested_at=pd.Timestamp(now)))
+                        bulk_load(conn, o, df.loc[fresh, list(_STAGE_COLS)],
+                                  constants={"revision": 0, "ingested_at": now})
                     result = UpsertResult(inserted=int(fresh.sum()), revised=0, unchanged=0)
                     df = df.loc[~fresh]
                 except IntegrityError:
