@@ -86,9 +86,9 @@ def main() -> None:
         # file's bytes, parse in batches, upsert into SQLite.
         engine = create_engine(f"sqlite:///{root / 'import.db'}")
         migrate(engine)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         report = import_files(engine, paths, source="mlit_dat", now=datetime.now(UTC))
-        t_import = time.perf_counter() - t0
+        t_import, c_import = time.perf_counter() - t0, time.process_time() - c0
         assert not report.failed, report.failed
 
     print(f"files: {len(paths)} ({size_mb:.1f} MB Shift_JIS), generated in {t_gen:.1f} s")
@@ -99,7 +99,8 @@ def main() -> None:
     print(f"parse_mlit_dat per file: {per_file_ms:.2f} ms "
           f"(≈ {per_file_ms * len(paths) / 1e3:.1f} s for all files one by one)")
     print(f"import into SQLite (archive + parse + upsert): {t_import:.1f} s for "
-          f"{report.total_rows:,} rows  target <= 60 s: {'PASS' if t_import <= 60 else 'FAIL'}")
+          f"{report.total_rows:,} rows (CPU {c_import:.1f} s)  target <= 60 s: "
+          f"{'PASS' if t_import <= 60 else 'FAIL'}")
 
 
 if __name__ == "__main__":

@@ -79,10 +79,12 @@ def archive_payloads(
                 conn.execute(raw_payloads.insert(), [
                     {"sha256": s, "size": len(d), "content": d, "first_seen_at": fetched_at}
                     for s, d in new.items()])
-            ids = [int(conn.execute(raw_fetches.insert().values(
-                sha256=sha, source=source, uri=uri, fetched_at=fetched_at,
-                parse_status="pending").returning(raw_fetches.c.id)).scalar_one())
-                for sha, (_, uri) in zip(shas, items, strict=True)]
+            # one batched INSERT … RETURNING, ids in the order of `items`
+            ids = [int(i) for i in conn.execute(
+                raw_fetches.insert().returning(raw_fetches.c.id, sort_by_parameter_order=True),
+                [{"sha256": sha, "source": source, "uri": uri, "fetched_at": fetched_at,
+                  "parse_status": "pending"} for sha, (_, uri) in zip(shas, items, strict=True)],
+            ).scalars()]
     except SQLAlchemyError as exc:
         raise StorageError(f"archiving {len(items)} payloads from {source!r} failed: {exc}") \
             from exc

@@ -31,6 +31,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA temp_store=MEMORY")  # staging tables for bulk upserts
+    cur.execute("PRAGMA cache_size=-131072")  # 128 MB: the observation index outgrows 2 MB
     cur.close()
 
 
