@@ -163,24 +163,103 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+DEMO_DELAY = timedelta(minutes=15)
+
+
+def _load_demo_history(settings: Settings, catalogue: Catalogue, end: datetime,
+                       years: float) -> None:
+    """Simulate ``years`` up to ``end`` and ingest it through the live code paths: the history
+    through QC + store (``store_observations``), the last day through the replay source
+    (archive → parse → QC → store), as a live deployment would have received it."""
+    from forecast.collect import collect_replay, store_observations
+    from forecast.ingest.replay import Replay
+    from forecast.simulate import simulate
+    from forecast.storage.repository import upsert_rain_vintages
+
+    engine = _engine(settings)
+    start = end - timedelta(days=round(365.25 * years))
+    print(f"simulating {len(catalogue.rivers)} rivers {start:%Y-%m-%d} → {end:%Y-%m-%d} "
+          f"(seed {settings.seed}; SIMULATED data, not observations)")
+    sim = simulate(catalogue, start, end + timedelta(hours=2), seed=settings.seed)
+    replay = Replay.of(sim.observations, sim.rain_forecasts, name="simulated")
+    live_from = end - timedelta(hours=24)
+    history = replay.available_at(live_from, window=end - start)
+    print(f"storing {len(history.observations):,} observations and "
+          f"{len(history.rain):,} forecast-rain values (QC + store)")
+    res = store_observations(engine, catalogue, history.observations.drop(
+        columns=["received_at"]), source="simulated", now=live_from)
+    if res.failed:
+        print(f"stations that failed to store: {res.failed}", file=sys.stderr)
+    upsert_rain_vintages(engine, history.rain, now=live_from)
+    # The cycle for issue time T runs a little after T, when the telemetry for T has arrived.
+    report = collect_replay(engine, catalogue, replay, end + DEMO_DELAY, since=live_from)
+    print(f"replayed the last 24 h through the live path: {len(report.sources)} source(s), "
+          f"{len(report.failures)} failure(s)")
+
+
+def _demo_models(settings: Settings, catalogue: Catalogue, end: datetime):  # type: ignore[no-untyped-def]
+    """Train (or load) one LeadModels per river from the stored history; returns a provider
+    for ``run_cycle``. Trained models are saved under FORECAST_MODELS_DIR/<river>/demo."""
+    from forecast.features import build_features, river_hourly, targets
+    from forecast.modelling import persist
+    from forecast.modelling.lgbm import LeadModels
+    from forecast.storage.observations import read_observations
+    from forecast.storage.repository import read_rain_vintages
+
+    engine = _engine(settings)
+    models: dict[str, LeadModels] = {}
+    todo = []
+    for river in catalogue.rivers:
+        path = settings.models_dir / river.id / "demo"
+        try:
+            models[river.id] = persist.load(path)
+        except (ForecastError, OSError):
+            todo.append(river)
+    if todo:
+        obs = read_observations(engine, end=end + timedelta(seconds=1))
+        rain = read_rain_vintages(engine)
+        for river in tqdm(todo, desc="training models", unit="river"):
+            try:
+                hourly = river_hourly(obs, river, end=pd.Timestamp(end))
+                times = pd.DatetimeIndex(hourly.index[48:-6])
+                X = build_features(hourly, times, future_rain="archive", vintages=rain,
+                                   catchment_id=river.id)
+                lm = LeadModels.train(X, targets(hourly, times), name=river.id,
+                                      high_water_m=river.thresholds.ladder()[0][1])
+                persist.save(lm, settings.models_dir / river.id / "demo")
+                models[river.id] = lm
+            except ForecastError as exc:
+                print(f"river {river.id}: not trained: {exc}", file=sys.stderr)
+    return lambda rid: ("demo", models[rid]) if rid in models else None
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """The embedded-default run: SQLite, catalogue, simulated history, then serve."""
+    """The embedded default: SQLite, catalogue, simulated history ingested through the replay
+    path, models trained (or loaded), one forecast cycle, then serve."""
+    from forecast.cycle import run_cycle
     from forecast.storage.engine import migrate
     from forecast.storage.observations import read_observations
+    from forecast.storage.repository import sync_stations
 
     catalogue = load_catalogue(settings.catalogue)
     engine = _engine(settings)
     migrate(engine)
+    sync_stations(engine, catalogue)
     end = _now().replace(minute=0, second=0, microsecond=0)
     have = read_observations(engine, station_ids=[catalogue.rivers[0].primary_gauge],
                              start=end - timedelta(days=2), end=end)
     if have.empty:
-        start = end - timedelta(days=round(365.25 * args.years))
-        write_simulation(settings, catalogue, start, end, settings.seed)
+        _load_demo_history(settings, catalogue, end, args.years)
     else:
-        print("simulated history already present; skipping simulation")
+        end = have["time"].max().floor("h").to_pydatetime()
+        print(f"simulated history already present (up to {end:%Y-%m-%d %H:%M}Z)")
+    provider = _demo_models(settings, catalogue, end)
+    report = run_cycle(engine, catalogue, end, models=provider, now=_now(), trigger="demo",
+                       rain_product="simulated_forecast")
+    counts = pd.Series([o.status for o in report.outcomes]).value_counts().to_dict()
+    print(f"forecast cycle {report.cycle_id} at {end:%Y-%m-%d %H:%M}Z: {counts}")
     if args.no_serve:
-        print("demo data ready (--no-serve given)")
+        print("demo ready (--no-serve given)")
         return 0
     return cmd_serve(args, settings)
 

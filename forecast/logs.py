@@ -36,3 +36,5 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic announces every plugin at INFO on each start: keep the console readable.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
