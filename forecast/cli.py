@@ -245,7 +245,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     migrate(engine)
     sync_stations(engine, catalogue)
-    end = _now().replace(minute=0, second=0, microsecond=0)
+    end = _utc(args.end) if args.end else _now().replace(minute=0, second=0, microsecond=0)
     have = read_observations(engine, station_ids=[catalogue.rivers[0].primary_gauge],
                              start=end - timedelta(days=2), end=end)
     if have.empty:
@@ -313,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")
     s.add_argument("--years", type=float, default=1.0, help="years of simulated history")
+    s.add_argument("--end", help="issue time of the demo cycle, UTC (default: this hour); "
+                   "with the seed it makes the demo reproducible")
     s.add_argument("--no-serve", action="store_true", help="prepare data, do not serve")
     s.set_defaults(func=cmd_demo)
     return p

@@ -84,3 +84,24 @@ def test_backtest_bad_observations_file_names_it(env: Path, tmp_path: Path,
     assert code == 1
     err = capsys.readouterr().err
     assert str(obs) in err and "station_id" in err
+
+
+def test_demo_prepares_data_models_and_a_forecast(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FORECAST_MODELS_DIR", str(env / "models"))
+    args = ["demo", "--years", "0.25", "--end", "2024-07-10T03:00Z", "--no-serve"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "SIMULATED" in out and "forecast cycle" in out
+    engine = create_engine(load_settings().db_url)
+    from forecast.storage.repository import has_simulated_data, latest_forecasts
+
+    fc = latest_forecasts(engine)
+    assert set(fc["river_id"]) == {"koto"} and len(fc) == 6
+    assert (fc["issued_at"] == pd.Timestamp("2024-07-10T03:00Z")).all()
+    assert has_simulated_data(engine)
+    assert (env / "models" / "koto" / "demo" / "model.json").exists()
+    # a second start reuses data and models
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "already present" in out and "training models" not in out
