@@ -1,21 +1,23 @@
-"""LightGBM direct multi-lead models: one model per lead h and quantile, predicting the change
-``level(T+h) - level(T)`` (m) from the feature rows of ``forecast.features``.
+"""LightGBM direct multi-lead models: one model per lead h predicting the change
+``level(T+h) - level(T)`` (m) from the feature rows of ``forecast.features``, with a linear base
+under the trees and conformal P10/P50/P90 bands.
 
 Design decisions (see the benchmark figures in the project README):
 
-* **Point forecast = an L2 model** of the change (Newton steps reach flood-sized changes in a
-  few rounds). ``point="p50"`` uses the median instead (compared in the benchmark).
-* **Quantiles P10/P50/P90** are pinball-loss boosters *started from the L2 centre* (LightGBM's
-  built-in quantile objective refuses monotone constraints, and plain pinball boosting from a
-  constant is far too slow to reach flood-sized changes). Non-crossing is enforced by sorting
-  the three values per row (the order statistics of monotone functions stay monotone, so this
-  keeps the rain monotonicity).
-* **Monotone constraints** +1 on every past and forecast rain feature: more rain never lowers a
-  forecast quantile.
-* **Early stopping** on a time-ordered validation tail (the last ``valid_fraction`` of rows).
-  The same tail calibrates the P10-P90 band (split-conformal, CQR): the band is widened or
-  narrowed by the score quantile that gives ``coverage`` on high-water rows of the tail (all
-  rows of the tail when it holds fewer than ``MIN_CAL_ROWS`` high-water rows).
+* **Linear base + trees.** Per lead and variant, a ridge regression of the change on a
+  physically motivated subset of inputs (``linear.linear_columns``: level changes, past rain
+  sums and API, forecast rain up to the lead, upstream changes) with *non-negative rain
+  coefficients*; an L2 LightGBM booster is then started from it (``init_score``) and learns
+  only the residual. Trees alone cannot extrapolate beyond the changes seen in training (the
+  厚東川 2023-07-01 flood was twice the largest June rise); the linear part can.
+* **Monotone in rain**: linear rain coefficients >= 0 and LightGBM monotone constraints +1 on
+  every past and forecast rain feature, so more rain never lowers the point forecast; the
+  bands keep this (``quantile``).
+* **Bands** (``quantile.fit_band``): P10/P90 = point + multipliers x a non-negative spread
+  model, calibrated split-conformally on the time-ordered validation tail, per regime (high
+  water / normal). One booster per lead and variant instead of four.
+* **Early stopping** on that tail (the last ``valid_fraction`` of rows). The linear base is
+  fitted on all training rows (the tail holds the most recent, often largest, events).
 * **High-water weighting**: rows whose current or target level is at or above ``high_water_m``
   weigh ``high_water_weight``; dry, steady rows can be subsampled (``quiet_keep``) for speed.
 * **Fallback variants** trained alongside (``VARIANTS``): each drops a group of inputs
@@ -34,10 +36,18 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from forecast.errors import InsufficientDataError, ModelError
+from forecast.errors import InsufficientDataError, ManifestError, ModelError
 from forecast.features import LEADS, feature_groups
-from forecast.modelling.quantile import conformal_adjust, pinball_metric, pinball_objective
+from forecast.modelling.linear import (
+    LinearFit,
+    StackedLinear,
+    fit_nonneg_ridge,
+    is_rain,
+    linear_columns,
+)
+from forecast.modelling.quantile import Band, StackedBand, fit_band
 
+FORMAT: Final = 2
 QUANTILES: Final = (0.1, 0.5, 0.9)
 MIN_TRAIN_ROWS: Final = 168  # one week of hourly rows
 # variant name -> groups it drops; "level_only" is always trained and always covers.
@@ -55,7 +65,13 @@ _GROUP_KEY: Final = {"fc": "rain_fc_1h", "rain": "rain_1h"}
 
 @dataclass(frozen=True)
 class LgbmSettings:
-    """Training settings (all serialised with the model)."""
+    """Training settings (all serialised with the model).
+
+    ``linear_base``: start the trees from the sign-constrained ridge fit (``ridge`` = its
+    scale-free penalty); ``trees``: add LightGBM on top (off = linear model only);
+    ``coverage``: nominal P10-P90 coverage the bands are calibrated to (on the validation tail;
+    ``calibrate=False`` uses the training rows instead).
+    """
 
     leads: tuple[int, ...] = LEADS
     num_leaves: int = 15
@@ -72,19 +88,20 @@ class LgbmSettings:
     coverage: float = 0.8
     point: Literal["p50", "l2"] = "l2"
     seed: int = 0
+    linear_base: bool = True
+    ridge: float = 0.1
+    trees: bool = True
 
 
-def _params(s: LgbmSettings, objective: str, alpha: float | None) -> dict[str, object]:
-    p: dict[str, object] = {
-        "objective": objective, "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
-        "min_data_in_leaf": s.min_data_in_leaf, "num_threads": s.num_threads, "verbose": -1,
-        "seed": s.seed, "deterministic": True, "force_row_wise": True,
-        "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1,
+def _params(s: LgbmSettings, mono: list[int]) -> dict[str, object]:
+    return {
+        "objective": "regression", "metric": "l2", "learning_rate": s.learning_rate,
+        "num_leaves": s.num_leaves, "min_data_in_leaf": s.min_data_in_leaf,
+        "num_threads": s.num_threads, "verbose": -1, "seed": s.seed, "deterministic": True,
+        "force_row_wise": True, "feature_fraction": 0.9, "bagging_fraction": 0.8,
+        "bagging_freq": 1, "monotone_constraints": mono,
         "monotone_constraints_method": "intermediate", "max_bin": 127,
     }
-    if alpha is not None:
-        p["alpha"] = alpha
-    return p
 
 
 def _monotone(features: Sequence[str]) -> list[int]:
@@ -111,29 +128,43 @@ def _applicable_variants(features: Sequence[str], fallbacks: bool) -> list[str]:
 
 def missing_groups(X: pd.DataFrame) -> pd.DataFrame:
     """Boolean frame (rows of X; columns fc, rain, upstream): is the group missing in the row?"""
-    g = feature_groups(list(X.columns))
-    out = pd.DataFrame(False, index=X.index, columns=["fc", "rain", "upstream"])
-    for grp, key in _GROUP_KEY.items():
-        if key in X.columns:
-            out[grp] = X[key].isna().to_numpy()
-    ups = [c for c in g["upstream"] if not c.startswith("d_")]
+    return pd.DataFrame(_missing(X.to_numpy(dtype="float64"), list(X.columns)), index=X.index,
+                        columns=["fc", "rain", "upstream"])
+
+
+def _missing(arr: np.ndarray, features: Sequence[str]) -> np.ndarray:
+    """rows x (fc, rain, upstream) booleans from a feature array."""
+    col = {f: i for i, f in enumerate(features)}
+    out = np.zeros((len(arr), 3), dtype=bool)
+    for j, grp in enumerate(("fc", "rain")):
+        key = _GROUP_KEY[grp]
+        if key in col:
+            out[:, j] = np.isnan(arr[:, col[key]])
+    ups = [col[c] for c in feature_groups(features)["upstream"] if not c.startswith("d_")]
     if ups:
-        out["upstream"] = X[ups].isna().any(axis=1).to_numpy()
+        out[:, 2] = np.isnan(arr[:, ups]).any(axis=1)
     return out
+
+
+def _empty_linear() -> LinearFit:
+    return LinearFit((), np.zeros(0), 0.0, np.zeros(0))
 
 
 @dataclass
 class LeadModels:
-    """Trained per-lead quantile boosters for one river (or a pooled set of rivers)."""
+    """Trained per-lead models (linear base + booster + band) for one river (or a pooled set
+    of rivers), one per fallback variant."""
 
     settings: LgbmSettings
     features: list[str]
     high_water_m: float
-    boosters: dict[str, lgb.Booster] = field(default_factory=dict)   # key "h{lead}/{variant}/{q}"
-    band_adjust: dict[str, float] = field(default_factory=dict)     # key "h{lead}/{variant}"
+    boosters: dict[str, lgb.Booster] = field(default_factory=dict)   # key "h{lead}/{variant}/l2"
+    linear: dict[str, LinearFit] = field(default_factory=dict)       # key "h{lead}/{variant}"
+    bands: dict[str, Band] = field(default_factory=dict)             # key "h{lead}/{variant}"
     variants: list[str] = field(default_factory=list)
-    init: dict[str, float] = field(default_factory=dict)      # per booster: start (scaled)
-    scale: dict[str, float] = field(default_factory=dict)     # per lead: target scale (m)
+    # per variant: everything predict needs, stacked over leads (built on first use)
+    _plans: dict[str, _Plan] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
 
     @classmethod
     def train(
@@ -155,68 +186,77 @@ class LeadModels:
         X, Y = X.iloc[order], Y.iloc[order]
         self = cls(settings=s, features=features, high_water_m=float(high_water_m))
         self.variants = _applicable_variants(features, s.fallbacks)
+        arr = X.to_numpy(dtype="float64")
         for lead in s.leads:
             y = Y[f"dh_{lead}h"].to_numpy(dtype="float64")
-            ok = ~np.isnan(y) & X["level_m"].notna().to_numpy()
+            ok = ~np.isnan(y) & ~np.isnan(arr[:, features.index("level_m")])
             if ok.sum() < MIN_TRAIN_ROWS:
                 raise InsufficientDataError(
                     f"{name or 'river'}: only {int(ok.sum())} usable training rows for lead "
                     f"{lead} h (need {MIN_TRAIN_ROWS}); supply a longer clean record"
                 )
-            self._train_lead(X.loc[ok], y[ok], lead)
+            self._train_lead(arr[ok], y[ok], lead, name)
         return self
 
-    def _weights(self, X: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        level = X["level_m"].to_numpy(dtype="float64")
+    def _threshold(self, arr: np.ndarray, features: Sequence[str]) -> np.ndarray | float:
         # pooled models carry each river's own threshold as a column
-        hw = (X["attr_threshold_m"].to_numpy(dtype="float64") if "attr_threshold_m" in X
-              else self.high_water_m)
-        high = (level >= hw) | (level + y >= hw)
-        w = np.where(high, self.settings.high_water_weight, 1.0)
-        return w, high
+        if "attr_threshold_m" in features:
+            return np.asarray(arr[:, list(features).index("attr_threshold_m")])
+        return self.high_water_m
 
-    def _train_lead(self, X: pd.DataFrame, y: np.ndarray, lead: int) -> None:
+    def _high(self, arr: np.ndarray, features: Sequence[str]) -> np.ndarray:
+        """High-water regime at the issue time: current level >= the (river's) threshold."""
+        with np.errstate(invalid="ignore"):
+            return np.asarray(arr[:, list(features).index("level_m")]
+                              >= self._threshold(arr, features))
+
+    def _train_lead(self, arr: np.ndarray, y: np.ndarray, lead: int, name: str) -> None:
         s = self.settings
-        w, high = self._weights(X, y)
+        level = arr[:, self.features.index("level_m")]
+        high_now = self._high(arr, self.features)
+        target_high = high_now | (level + y >= self._threshold(arr, self.features))
+        w = np.where(target_high, s.high_water_weight, 1.0)
         keep = np.ones(len(y), dtype=bool)
-        if s.quiet_keep < 1.0:
+        if s.quiet_keep < 1.0 and "rain_48h" in self.features:
             # dry spells away from high water carry little information per row
-            wet = X.get("rain_48h", pd.Series(0.0, index=X.index)).fillna(0.0) > 1.0
-            quiet = ~high & ~wet.to_numpy()
+            wet = np.nan_to_num(arr[:, self.features.index("rain_48h")]) > 1.0
             rng = np.random.default_rng(s.seed + lead)
-            keep = ~quiet | (rng.random(len(y)) < s.quiet_keep)
+            keep = target_high | wet | (rng.random(len(y)) < s.quiet_keep)
         n_val = max(1, int(len(y) * s.valid_fraction))
-        tr = keep.copy()
-        tr[-n_val:] = False
         val = np.zeros(len(y), dtype=bool)
         val[-n_val:] = True
-        # Targets are standardised so the pinball steps (bounded by the learning rate) suit
-        # rivers whose hourly changes are centimetres as well as metres.
-        scale = max(float(np.std(y[tr])), 1e-3)
-        self.scale[f"h{lead}"] = scale
-        ys = y / scale
+        tr = keep & ~val
+        col_all = {f: i for i, f in enumerate(self.features)}
         for variant in self.variants:
+            key = f"h{lead}/{variant}"
             feats = _variant_features(self.features, variant)
-            Xv = X[feats].to_numpy(dtype="float64")
-            mono = _monotone(feats)
-            fit = _Fitter(s, Xv, ys, w, tr, val, feats, mono, f"h{lead}/{variant}")
-            # L2 centre first (Newton steps reach flood-sized changes quickly), then each
-            # quantile as a monotone pinball-loss correction started from that centre.
-            centre, _ = fit.one(None, None)
-            self.boosters[f"h{lead}/{variant}/l2"] = centre
-            base = np.asarray(centre.predict(Xv, num_iteration=centre.best_iteration),
-                              dtype="float64")
-            preds: dict[str, np.ndarray] = {}
-            for q in QUANTILES:
-                key = f"h{lead}/{variant}/q{round(q * 100)}"
-                booster, init = fit.one(q, base)
-                self.boosters[key] = booster
-                self.init[key] = init
-                preds[f"q{round(q * 100)}"] = self._boost(lead, variant, key.split("/")[-1],
-                                                          Xv[val])
-            qs = np.sort(np.column_stack([preds["q10"], preds["q50"], preds["q90"]]), axis=1)
-            self.band_adjust[f"h{lead}/{variant}"] = (
-                conformal_adjust(qs, y[val], high[val], s.coverage) if s.calibrate else 0.0)
+            Xv = arr[:, [col_all[f] for f in feats]]
+            lin = _empty_linear()
+            if s.linear_base:
+                lcols = linear_columns(feats, lead)
+                li = [feats.index(c) for c in lcols]
+                lin = fit_nonneg_ridge(Xv[keep][:, li], y[keep], columns=lcols,
+                                       nonneg=np.array([is_rain(c) for c in lcols], dtype=bool),
+                                       weights=w[keep], ridge=s.ridge)
+            self.linear[key] = lin
+            base = self._linear_predict(key, Xv, feats)
+            point = base
+            if s.trees:
+                booster = _fit_booster(s, Xv, y, w, tr, val, base, feats,
+                                       f"{name} {key}".strip())
+                self.boosters[f"{key}/l2"] = booster
+                point = base + _raw(booster, Xv)
+            col = {f: i for i, f in enumerate(feats)}
+            # calibrate=False: multipliers from the (in-sample, optimistic) training rows
+            self.bands[key] = fit_band(Xv, col, feats, lead, y - point, tr,
+                                       val if s.calibrate else tr, high_now,
+                                       s.coverage)
+
+    def _linear_predict(self, key: str, Xv: np.ndarray, feats: Sequence[str]) -> np.ndarray:
+        lin = self.linear[key]
+        if not lin.columns:
+            return np.full(len(Xv), lin.intercept)
+        return lin.predict(Xv[:, [feats.index(c) for c in lin.columns]])
 
     # ------------------------------------------------------------------ prediction
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -226,11 +266,15 @@ class LeadModels:
         levels = current level + predicted change), ``model_variant`` and ``inputs`` (the
         input groups used, comma separated). Rows without a current level give NaN forecasts.
         """
-        X = X.reindex(columns=self.features)
-        chosen = self._choose_variants(missing_groups(X))
-        level = X["level_m"].to_numpy(dtype="float64")
-        arr = X.to_numpy(dtype="float64")
-        col = {f: i for i, f in enumerate(self.features)}
+        cols = list(X.columns)
+        arr = np.full((len(X), len(self.features)), np.nan)
+        src = X.to_numpy(dtype="float64")
+        for j, f in enumerate(self.features):
+            if f in cols:
+                arr[:, j] = src[:, cols.index(f)]
+        chosen = self._choose_variants(_missing(arr, self.features))
+        level = arr[:, self.features.index("level_m")]
+        high = self._high(arr, self.features)
         leads = self.settings.leads
         n, m = len(X), len(leads)
         res = np.full((4, n, m), np.nan)   # point, q10, q50, q90 as changes (m)
@@ -238,18 +282,15 @@ class LeadModels:
             rows = np.flatnonzero(chosen == variant)
             if not len(rows):
                 continue
-            cols = np.array([col[f] for f in _variant_features(self.features, variant)])
-            Xv = arr[np.ix_(rows, cols)]
-            for j, lead in enumerate(leads):
-                centre = _raw(self.boosters[f"h{lead}/{variant}/l2"], Xv)
-                raw = [self._boost(lead, variant, k, Xv, centre) for k in ("q10", "q50", "q90")]
-                qs = np.sort(np.column_stack(raw), axis=1)
-                adj = self.band_adjust.get(f"h{lead}/{variant}", 0.0)
-                qs[:, 0] = np.minimum(qs[:, 0] - adj, qs[:, 1])
-                qs[:, 2] = np.maximum(qs[:, 2] + adj, qs[:, 1])
-                res[1:, rows, j] = qs.T
-                res[0, rows, j] = (centre * self.scale[f"h{lead}"]
-                                   if self.settings.point == "l2" else qs[:, 1])
+            plan = self._plan(variant)
+            Xv = arr[np.ix_(rows, plan.feat_idx)]
+            point = plan.linear.predict(Xv[:, plan.lin_idx])
+            for j, b in enumerate(plan.boosters):
+                if b is not None:
+                    point[:, j] += _raw(b, Xv)
+            q10, q50, q90 = plan.band.apply(point, Xv, plan.col, high[rows])
+            res[0, rows] = point if self.settings.point == "l2" else q50
+            res[1, rows], res[2, rows], res[3, rows] = q10, q50, q90
         res += level[None, :, None]
         return pd.DataFrame({
             "issued_at": pd.DatetimeIndex(X.index).repeat(m),
@@ -259,28 +300,30 @@ class LeadModels:
             "inputs": np.repeat(_inputs_used(chosen, self.features), m),
         })
 
-    def _boost(self, lead: int, variant: str, key: str, Xv: np.ndarray,
-               centre: np.ndarray | None = None) -> np.ndarray:
-        """Prediction (m) of one booster; quantiles add the L2 centre (raw, scaled units)."""
-        name = f"h{lead}/{variant}/{key}"
-        raw = _raw(self.boosters[name], Xv)
-        if key != "l2":  # quantiles are corrections on top of the L2 centre
-            if centre is None:
-                centre = _raw(self.boosters[f"h{lead}/{variant}/l2"], Xv)
-            raw += self.init[name] + centre
-        return raw * self.scale[f"h{lead}"]
+    def _plan(self, variant: str) -> _Plan:
+        if variant not in self._plans:
+            feats = _variant_features(self.features, variant)
+            keys = [f"h{lead}/{variant}" for lead in self.settings.leads]
+            lin = StackedLinear.of([self.linear[k] for k in keys])
+            self._plans[variant] = _Plan(
+                feat_idx=np.array([self.features.index(f) for f in feats], dtype=np.intp),
+                col={f: i for i, f in enumerate(feats)},
+                linear=lin,
+                lin_idx=np.array([feats.index(c) for c in lin.columns], dtype=np.intp),
+                boosters=[self.boosters.get(f"{k}/l2") for k in keys],
+                band=StackedBand.of([self.bands[k] for k in keys]))
+        return self._plans[variant]
 
-    def _choose_variants(self, missing: pd.DataFrame) -> np.ndarray:
+    def _choose_variants(self, missing: np.ndarray) -> np.ndarray:
         # rows no trained variant covers (fallbacks off) use the last, most reduced one
         chosen = np.full(len(missing), self.variants[-1], dtype=object)
         todo = np.ones(len(missing), dtype=bool)
-        miss = {g: missing[g].to_numpy() for g in missing.columns}
         # VARIANTS is ordered from fewest to most dropped groups; first cover wins.
         for v in self.variants:
             covers = np.ones(len(missing), dtype=bool)
-            for g, m in miss.items():
+            for j, g in enumerate(("fc", "rain", "upstream")):
                 if g not in VARIANTS[v]:
-                    covers &= ~m
+                    covers &= ~missing[:, j]
             take = todo & covers
             chosen[take] = v
             todo &= ~take
@@ -290,27 +333,43 @@ class LeadModels:
     def to_strings(self) -> tuple[dict[str, object], dict[str, str]]:
         """(metadata JSON-able dict, {booster key: LightGBM text model})."""
         meta: dict[str, object] = {
-            "format": 1, "settings": asdict(self.settings), "features": self.features,
+            "format": FORMAT, "settings": asdict(self.settings), "features": self.features,
             "high_water_m": self.high_water_m, "variants": self.variants,
-            "band_adjust": self.band_adjust, "init": self.init, "scale": self.scale,
+            "linear": {k: v.to_dict() for k, v in self.linear.items()},
+            "bands": {k: v.to_dict() for k, v in self.bands.items()},
             "lightgbm": lgb.__version__,
         }
         return meta, {k: b.model_to_string() for k, b in self.boosters.items()}
 
     @classmethod
     def from_strings(cls, meta: Mapping[str, object], models: Mapping[str, str]) -> LeadModels:
-        """Inverse of ``to_strings``."""
+        """Inverse of ``to_strings``; ``ManifestError`` for another model format."""
+        if meta.get("format") != FORMAT:
+            raise ManifestError(f"model format {meta.get('format')!r} is not {FORMAT} "
+                                "(quantile-booster models are no longer read); retrain")
         raw = dict(meta["settings"])  # type: ignore[call-overload]
         raw["leads"] = tuple(raw["leads"])
         self = cls(settings=LgbmSettings(**raw), features=list(meta["features"]),  # type: ignore[call-overload]
                    high_water_m=float(meta["high_water_m"]))  # type: ignore[arg-type]
         self.variants = list(meta["variants"])  # type: ignore[call-overload]
-        self.band_adjust = {str(k): float(v) for k, v in
-                            dict(meta["band_adjust"]).items()}  # type: ignore[call-overload]
-        self.init = {str(k): float(v) for k, v in dict(meta["init"]).items()}  # type: ignore[call-overload]
-        self.scale = {str(k): float(v) for k, v in dict(meta["scale"]).items()}  # type: ignore[call-overload]
+        self.linear = {str(k): LinearFit.from_dict(v)
+                       for k, v in dict(meta["linear"]).items()}  # type: ignore[call-overload]
+        self.bands = {str(k): Band.from_dict(v)
+                      for k, v in dict(meta["bands"]).items()}  # type: ignore[call-overload]
         self.boosters = {k: lgb.Booster(model_str=s) for k, s in models.items()}
         return self
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One variant's predictor: feature columns, stacked linear base, boosters, bands."""
+
+    feat_idx: np.ndarray
+    col: dict[str, int]
+    linear: StackedLinear
+    lin_idx: np.ndarray
+    boosters: list[lgb.Booster | None]
+    band: StackedBand
 
 
 def _raw(b: lgb.Booster, Xv: np.ndarray) -> np.ndarray:
@@ -318,47 +377,21 @@ def _raw(b: lgb.Booster, Xv: np.ndarray) -> np.ndarray:
                       dtype="float64")
 
 
-@dataclass
-class _Fitter:
-    """Fits boosters on one (lead, variant) data set with early stopping on the tail."""
-
-    s: LgbmSettings
-    X: np.ndarray
-    y: np.ndarray
-    w: np.ndarray
-    tr: np.ndarray
-    val: np.ndarray
-    feats: list[str]
-    mono: list[int]
-    name: str
-
-    def one(self, alpha: float | None, base: np.ndarray | None) -> tuple[lgb.Booster, float]:
-        """L2 booster (alpha None) or a pinball correction started at ``base`` plus the
-        residual quantile; returns the booster and that constant (0 for L2)."""
-        s, tr, val = self.s, self.tr, self.val
-        params = _params(s, "regression", None)
-        params["monotone_constraints"] = self.mono
-        params["metric"] = "l2"
-        init = 0.0
-        start_tr = start_val = None
-        if alpha is not None and base is not None:
-            init = float(np.quantile(self.y[tr] - base[tr], alpha))
-            params["objective"] = pinball_objective(alpha)
-            params["metric"] = "None"
-            start_tr, start_val = base[tr] + init, base[val] + init
-        dtr = lgb.Dataset(self.X[tr], self.y[tr], weight=self.w[tr], feature_name=self.feats,
-                          init_score=start_tr)
-        dval = lgb.Dataset(self.X[val], self.y[val], weight=self.w[val], reference=dtr,
-                           init_score=start_val)
-        try:
-            booster = lgb.train(
-                params, dtr, num_boost_round=s.num_rounds, valid_sets=[dval],
-                feval=pinball_metric(alpha) if alpha is not None else None,
-                callbacks=[lgb.early_stopping(s.early_stopping_rounds, verbose=False)],
-            )
-        except lgb.basic.LightGBMError as exc:
-            raise ModelError(f"LightGBM failed for {self.name}: {exc}") from exc
-        return booster, init
+def _fit_booster(s: LgbmSettings, X: np.ndarray, y: np.ndarray, w: np.ndarray,
+                 tr: np.ndarray, val: np.ndarray, base: np.ndarray, feats: list[str],
+                 name: str) -> lgb.Booster:
+    """L2 booster on the residual of ``base`` (init_score), early-stopped on the tail."""
+    init = s.linear_base
+    dtr = lgb.Dataset(X[tr], y[tr], weight=w[tr], feature_name=feats,
+                      init_score=base[tr] if init else None)
+    dval = lgb.Dataset(X[val], y[val], weight=w[val], reference=dtr,
+                       init_score=base[val] if init else None)
+    try:
+        return lgb.train(_params(s, _monotone(feats)), dtr, num_boost_round=s.num_rounds,
+                         valid_sets=[dval],
+                         callbacks=[lgb.early_stopping(s.early_stopping_rounds, verbose=False)])
+    except lgb.basic.LightGBMError as exc:
+        raise ModelError(f"LightGBM failed for {name}: {exc}") from exc
 
 
 def _inputs_used(chosen: np.ndarray, features: Sequence[str]) -> np.ndarray:
@@ -368,4 +401,3 @@ def _inputs_used(chosen: np.ndarray, features: Sequence[str]) -> np.ndarray:
         v: ",".join(["level", *[p for p in present if p not in VARIANTS[v]]]) for v in VARIANTS
     }
     return np.array([labels[v] for v in chosen], dtype=object)
-

@@ -35,7 +35,7 @@ def test_quantiles_do_not_cross_and_track_level(trained):
     assert err < pers  # synthetic rain-runoff is learnable
 
 
-def test_more_forecast_rain_never_lowers_p50(trained):
+def test_more_rain_never_lowers_any_quantile(trained):
     lm, Xt, _ = trained
     base = lm.predict(Xt)
     rng = np.random.default_rng(0)
@@ -45,8 +45,101 @@ def test_more_forecast_rain_never_lowers_p50(trained):
     for c in ("rain_1h", "rain_3h", "api"):
         more[c] = more[c] + 5.0
     wet = lm.predict(more)
-    assert (wet["q50"].to_numpy() >= base["q50"].to_numpy() - 1e-9).all()
+    for c in ("level", "q10", "q50", "q90"):
+        assert (wet[c].to_numpy() >= base[c].to_numpy() - 1e-9).all(), c
     assert (wet["q50"] > base["q50"] + 1e-6).any()
+
+
+def test_linear_rain_coefficients_are_non_negative(trained):
+    lm = trained[0]
+    assert lm.linear
+    for fit in lm.linear.values():
+        rain = np.array([c.startswith("rain_") or c == "api" for c in fit.columns])
+        assert (fit.coef[rain] >= 0).all()
+    # the band's spread models only grow with their inputs; the lower one reads no rain
+    for band in lm.bands.values():
+        assert (band.lo.coef >= 0).all() and (band.up.coef >= 0).all()
+        assert not any("rain" in c or c == "api" for c in band.lo.columns)
+
+
+def test_linear_base_extrapolates_beyond_training_changes():
+    """Train on small storms only, forecast a storm three times larger: trees alone cannot
+    exceed the largest training change; the linear base can."""
+    h = synthetic_hourly(1500)
+    big = h.copy()
+    big["rain_mm"] *= 3.0
+    store = np.zeros(len(big))
+    r = big["rain_mm"].to_numpy()
+    for t in range(1, len(big)):
+        store[t] = 0.93 * store[t - 1] + 0.05 * r[max(t - 2, 0)]
+    big["level_m"] = 1.0 + 0.8 * np.sqrt(store)
+    X = build_features(h, h.index, future_rain="perfect")
+    Y = targets(h, h.index)
+    Xb = build_features(big, big.index, future_rain="perfect")
+    Yb = targets(big, big.index)
+    s = LgbmSettings(leads=(3,), num_rounds=80, fallbacks=False)
+    lin = LeadModels.train(X, Y, high_water_m=2.0, settings=s)
+    trees = LeadModels.train(X, Y, high_water_m=2.0,
+                             settings=LgbmSettings(leads=(3,), num_rounds=80, fallbacks=False,
+                                                   linear_base=False))
+    top = Yb["dh_3h"].nlargest(20).index          # the big storm's steepest rises
+    seen = float(Y["dh_3h"].max())
+    assert float(Yb.loc[top, "dh_3h"].min()) > seen    # the test rises are beyond training
+    def rise(m):
+        p = m.predict(Xb.loc[top])
+        return p["level"].to_numpy() - Xb.loc[top, "level_m"].to_numpy()
+    assert rise(trees).max() <= seen + 1e-6
+    assert rise(lin).max() > seen
+    obs = Yb.loc[top, "dh_3h"].to_numpy()
+    assert np.sqrt(np.mean((rise(lin) - obs) ** 2)) < np.sqrt(np.mean((rise(trees) - obs) ** 2))
+
+
+def test_nonneg_ridge_matches_bounded_least_squares_oracle():
+    from scipy.optimize import lsq_linear
+
+    from forecast.modelling.linear import fit_nonneg_ridge
+
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(400, 4)) * [1.0, 5.0, 0.2, 2.0] + [0.0, 3.0, 1.0, -1.0]
+    y = A @ [0.5, -0.3, -2.0, 0.8] + 1.5 + rng.normal(0, 0.1, 400)
+    nonneg = np.array([False, True, True, False])
+    fit = fit_nonneg_ridge(A, y, columns=list("abcd"), nonneg=nonneg, ridge=0.0)
+    lo = np.r_[np.where(nonneg, 0.0, -np.inf), -np.inf]
+    ref = lsq_linear(np.column_stack([A, np.ones(len(A))]), y, bounds=(lo, np.inf), tol=1e-12)
+    np.testing.assert_allclose(fit.coef, ref.x[:4], atol=1e-6)
+    assert fit.intercept == pytest.approx(ref.x[4], abs=1e-6)
+    assert fit.coef[1] == 0.0 and fit.coef[2] == 0.0   # true negatives clipped to zero
+    # NaN inputs are filled with the column mean
+    B = A[:3].copy()
+    B[0, 1] = np.nan
+    assert fit.predict(B)[0] == pytest.approx(fit.predict(np.where(np.isnan(B), fit.fill, B))[0])
+
+
+def test_conformal_quantile_covers_calibration_scores():
+    from forecast.modelling.quantile import _conformal
+
+    rng = np.random.default_rng(0)
+    for n in (20, 57, 300):
+        s = rng.normal(size=n)
+        hi, lo = _conformal(s, 0.9), _conformal(s, 0.1)
+        # naive definition: smallest sample value with at least ceil((n+1) q) values <= it
+        k = int(np.ceil((n + 1) * 0.9))
+        assert hi == np.sort(s)[min(k, n) - 1]
+        assert (s <= hi).mean() >= 0.9 - 1e-12 and (s >= lo).mean() >= 0.9 - 1e-12
+
+
+def test_band_coverage_on_held_out_high_water(trained):
+    lm, Xt, h = trained
+    p = lm.predict(Xt)
+    obs = h["level_m"].reindex(p["issued_at"] + pd.to_timedelta(p["horizon_h"], unit="h"))
+    o = obs.to_numpy()
+    inside = (o >= p["q10"].to_numpy()) & (o <= p["q90"].to_numpy())
+    ok = np.isfinite(o)
+    assert (p["q90"].to_numpy() - p["q10"].to_numpy() > 0).all()   # a band on every row
+    assert 0.65 <= inside[ok].mean() <= 0.97
+    high = ok & (o >= lm.high_water_m)
+    assert high.sum() > 30
+    assert 0.6 <= inside[high].mean() <= 0.98
 
 
 def test_fallback_variant_recorded_when_inputs_missing(trained):
@@ -68,6 +161,12 @@ def test_save_load_roundtrip(trained, tmp_path):
     assert (tmp_path / "m" / "model.json").exists()
     again = load(tmp_path / "m")
     pd.testing.assert_frame_equal(lm.predict(Xt.iloc[:50]), again.predict(Xt.iloc[:50]))
+    import json
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["format"] = 1   # the old quantile-booster format is refused, not misread
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ManifestError, match="retrain"):
+        load(tmp_path / "m")
     (tmp_path / "m" / "model.json").write_text("{broken")
     with pytest.raises(ManifestError):
         load(tmp_path / "m")
