@@ -9,6 +9,7 @@ whole test process down), fails. The fuzzed messages are real ones cropped to th
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 from pathlib import Path
@@ -117,8 +118,11 @@ def _decode_or_refuse(data: bytes, key: str) -> None:
     assert np.all(np.isnan(out.values) | (out.values >= 0))
 
 
+EXAMPLES = int(os.environ.get("FORECAST_FUZZ_EXAMPLES", "800"))
+
+
 @pytest.mark.slow
-@settings(max_examples=800, deadline=None, derandomize=True,
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated(ANAL))
 def test_mutated_analysis_bytes_decode_or_raise_forecast_errors(data: bytes) -> None:
