@@ -198,39 +198,102 @@ def _load_demo_history(settings: Settings, catalogue: Catalogue, end: datetime,
 
 
 def _demo_models(settings: Settings, catalogue: Catalogue, end: datetime):  # type: ignore[no-untyped-def]
-    """Train (or load) one LeadModels per river from the stored history; returns a provider
-    for ``run_cycle``. Trained models are saved under FORECAST_MODELS_DIR/<river>/demo."""
-    from forecast.features import build_features, river_hourly, targets
-    from forecast.modelling import persist
-    from forecast.modelling.lgbm import LeadModels
-    from forecast.storage.observations import read_observations
-    from forecast.storage.repository import read_rain_vintages
+    """Champion models per river from the registry; rivers without one are trained on the
+    stored year, registered and promoted (first champion). Returns a provider for the cycle."""
+    from forecast.modelling import registry
+    from forecast.training import train_all
 
-    engine = _engine(settings)
-    models: dict[str, LeadModels] = {}
-    todo = []
-    for river in catalogue.rivers:
-        path = settings.models_dir / river.id / "demo"
-        try:
-            models[river.id] = persist.load(path)
-        except (ForecastError, OSError):
-            todo.append(river)
-    if todo:
-        obs = read_observations(engine, end=end + timedelta(seconds=1))
-        rain = read_rain_vintages(engine)
-        for river in tqdm(todo, desc="training models", unit="river"):
-            try:
-                hourly = river_hourly(obs, river, end=pd.Timestamp(end))
-                times = pd.DatetimeIndex(hourly.index[48:-6])
-                X = build_features(hourly, times, future_rain="archive", vintages=rain,
-                                   catchment_id=river.id)
-                lm = LeadModels.train(X, targets(hourly, times), name=river.id,
-                                      high_water_m=river.thresholds.ladder()[0][1])
-                persist.save(lm, settings.models_dir / river.id / "demo")
-                models[river.id] = lm
-            except ForecastError as exc:
-                print(f"river {river.id}: not trained: {exc}", file=sys.stderr)
-    return lambda rid: ("demo", models[rid]) if rid in models else None
+    root = settings.models_dir
+    missing = [r.id for r in catalogue.rivers if registry.champion(root, r.id) is None]
+    if missing:
+        engine = _engine(settings)
+        bar = tqdm(total=len(missing), desc="training models", unit="river")
+        report = train_all(engine, catalogue, end=end, days=365, models_root=root, now=_now(),
+                           judge=False, rivers=missing, progress=lambda _r: bar.update())
+        bar.close()
+        for rid, version in report.versions.items():
+            registry.promote(root, rid, version.version, at=_now())
+        for rid, msg in report.failed.items():
+            print(f"river {rid}: not trained: {msg}", file=sys.stderr)
+    return _champions(settings)
+
+
+def _champions(settings: Settings):  # type: ignore[no-untyped-def]
+    from forecast.modelling import registry
+
+    def provider(river_id: str):  # type: ignore[no-untyped-def]
+        return registry.load_champion(settings.models_dir, river_id)
+
+    return provider
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    """Train rivers on stored data and register the versions (not promoted)."""
+    from forecast.training import train_all
+
+    catalogue = load_catalogue(settings.catalogue)
+    end = _utc(args.end) if args.end else _now().replace(minute=0, second=0, microsecond=0)
+    rivers = None if args.all else [args.river]
+    if rivers and rivers[0] not in catalogue.ids:
+        raise ConfigError(f"unknown river {args.river!r}; known: {', '.join(catalogue.ids)}")
+    total = len(catalogue.rivers) if rivers is None else 1
+    bar = tqdm(total=total, desc="training", unit="river")
+    report = train_all(_engine(settings), catalogue, end=end, days=args.days,
+                       models_root=settings.models_dir, now=_now(), judge=not args.no_backtest,
+                       rivers=rivers, progress=lambda _r: bar.update())
+    bar.close()
+    for rid, v in report.versions.items():
+        rm = v.event_rmse
+        print(f"{rid}: registered {v.version}"
+              + (f" (event RMSE 3–6 h {rm:.3f} m)" if rm is not None else ""))
+    for rid, msg in report.failed.items():
+        print(f"FAILED {rid}: {msg}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from forecast.modelling import registry
+
+    table = registry.list_versions(settings.models_dir, args.river)
+    print(table.to_string(index=False) if not table.empty else "no registered models")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
+    from forecast.modelling import registry
+    from forecast.storage.repository import audit
+
+    msg = registry.promote(settings.models_dir, args.river, args.version, at=_now(),
+                           force=args.force)
+    audit(_engine(settings), at=_now(), actor=args.actor, action="promote",
+          target=f"{args.river}/{args.version}", details={"message": msg, "force": args.force})
+    print(msg)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from forecast.modelling import registry
+    from forecast.storage.repository import audit
+
+    version = registry.rollback(settings.models_dir, args.river, at=_now())
+    audit(_engine(settings), at=_now(), actor=args.actor, action="rollback",
+          target=f"{args.river}/{version}", details={})
+    print(f"{args.river}: champion is again {version}")
+    return 0
+
+
+def cmd_cycle(args: argparse.Namespace, settings: Settings) -> int:
+    """Run one forecast cycle with the champion models."""
+    from forecast.cycle import run_cycle
+
+    catalogue = load_catalogue(settings.catalogue)
+    issued = _utc(args.at) if args.at else _now().replace(minute=0, second=0, microsecond=0)
+    report = run_cycle(_engine(settings), catalogue, issued, models=_champions(settings),
+                       now=_now(), trigger="cli", rain_product=args.rain_product)
+    for o in report.outcomes:
+        print(f"{o.river_id:<14} {o.status:<9} {o.model_version or '':<26} {o.message or ''}")
+    print(f"cycle {report.cycle_id} at {issued:%Y-%m-%d %H:%M}Z: {report.status}")
+    return 0 if report.status == "ok" else 1
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -307,6 +370,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", default="lgbm,persistence,ar2,sarimax",
                    help="models to run and score (our model is written to --out)")
     s.set_defaults(func=cmd_backtest)
+
+    s = sub.add_parser("train", help="train rivers on stored data and register versions")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--river", help="river id")
+    g.add_argument("--all", action="store_true", help="every river of the catalogue")
+    s.add_argument("--end", help="end of the training window, UTC (default: this hour)")
+    s.add_argument("--days", type=float, default=365.0, help="length of the training window")
+    s.add_argument("--no-backtest", action="store_true",
+                   help="skip the judging backtest (promotion then needs --force)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("models", help="list registered model versions")
+    s.add_argument("--river")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("promote", help="make a version champion (champion–challenger check)")
+    s.add_argument("river")
+    s.add_argument("version")
+    s.add_argument("--force", action="store_true", help="skip the comparison (audited)")
+    s.add_argument("--actor", default="cli", help="who promotes (audit log)")
+    s.set_defaults(func=cmd_promote)
+
+    s = sub.add_parser("rollback", help="restore the previous champion")
+    s.add_argument("river")
+    s.add_argument("--actor", default="cli", help="who rolls back (audit log)")
+    s.set_defaults(func=cmd_rollback)
+
+    s = sub.add_parser("cycle", help="run one forecast cycle with the champion models")
+    s.add_argument("--at", help="issue time, UTC whole hour (default: this hour)")
+    s.add_argument("--rain-product", default=None, help="rain-vintage product to use")
+    s.set_defaults(func=cmd_cycle)
 
     s = sub.add_parser("serve", help="run the HTTP API and web page")
     s.set_defaults(func=cmd_serve)

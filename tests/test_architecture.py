@@ -14,7 +14,7 @@ LAYERS = {
     "errors": 0, "settings": 0, "catalogue": 0, "frames": 0, "logs": 0,
     "qc": 1, "features": 1, "alerts": 1,
     "ingest": 2, "modelling": 2, "storage": 2, "notify": 2, "simulate": 2, "importer": 2,
-    "collect": 2,
+    "collect": 2, "training": 2,
     "cycle": 3,
     "api": 4, "scheduler": 4, "cli": 4,
 }

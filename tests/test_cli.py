@@ -100,7 +100,7 @@ def test_demo_prepares_data_models_and_a_forecast(env: Path, monkeypatch: pytest
     assert set(fc["river_id"]) == {"koto"} and len(fc) == 6
     assert (fc["issued_at"] == pd.Timestamp("2024-07-10T03:00Z")).all()
     assert has_simulated_data(engine)
-    assert (env / "models" / "koto" / "demo" / "model.json").exists()
+    assert (env / "models" / "koto" / "champion.json").exists()
     # a second start reuses data and models
     assert main(args) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,8 @@ history (written atomically: temp file + ``os.replace``), so ``rollback`` can re
 previous champion.
 
 Promotion is champion–challenger: the challenger must have been judged on the same backtest
-(spec) as the champion and must not be worse on event-window RMSE averaged over leads 3–6 h;
+(spec) as the champion and must not be worse on event-window RMSE averaged over leads 3–6 h
+(all-hours RMSE when the judging span held no flood event);
 ``force=True`` overrides (and the audit log should say so). Loading refuses a manifest that is
 damaged or does not match this code, with an instruction to retrain.
 """
@@ -45,13 +46,23 @@ class Version:
     path: Path
     manifest: dict[str, Any]
 
-    @property
-    def event_rmse(self) -> float | None:
-        """Mean event-window RMSE (m) over leads 3–6 h from the judging backtest."""
-        scores = self.manifest.get("backtest", {}).get("rmse_event", {})
+    def _mean(self, key: str) -> float | None:
+        scores = self.manifest.get("backtest", {}).get(key, {})
         vals = [scores.get(str(h)) for h in JUDGED_LEADS]
         ok = [float(v) for v in vals if v is not None]
         return sum(ok) / len(ok) if len(ok) == len(JUDGED_LEADS) else None
+
+    @property
+    def event_rmse(self) -> float | None:
+        """Mean event-window RMSE (m) over leads 3–6 h from the judging backtest."""
+        return self._mean("rmse_event")
+
+    @property
+    def score(self) -> tuple[float | None, str]:
+        """What promotion compares: event RMSE (leads 3–6 h) when the judging span held a
+        flood event, else RMSE over all hours, with the basis named."""
+        ev = self.event_rmse
+        return (ev, "event RMSE") if ev is not None else (self._mean("rmse"), "all-hours RMSE")
 
 
 def data_hash(frame: pd.DataFrame) -> str:
@@ -173,14 +184,15 @@ def list_versions(root: Path, river_id: str | None = None) -> pd.DataFrame:
                 m = _read_manifest(d.parent)
             except ManifestError:
                 rows.append({"river_id": r, "version": d.parent.name, "created_at": None,
-                             "champion": False, "event_rmse_3_6h": None, "status": "damaged"})
+                             "champion": False, "event_rmse_3_6h": None, "rmse_3_6h": None,
+                         "status": "damaged"})
                 continue
             v = Version(r, d.parent.name, d.parent, m)
             rows.append({"river_id": r, "version": v.version, "created_at": m.get("created_at"),
                          "champion": v.version == champ, "event_rmse_3_6h": v.event_rmse,
-                         "status": "ok"})
+                         "rmse_3_6h": v._mean("rmse"), "status": "ok"})
     return pd.DataFrame(rows, columns=["river_id", "version", "created_at", "champion",
-                                       "event_rmse_3_6h", "status"])
+                                       "event_rmse_3_6h", "rmse_3_6h", "status"])
 
 
 def promote(root: Path, river_id: str, version: str, *, at: datetime,
@@ -197,16 +209,16 @@ def promote(root: Path, river_id: str, version: str, *, at: datetime,
             raise RegistryError(
                 f"{river_id}: {version} and champion {current} were judged on different "
                 "backtests; re-run the same backtest for both or use --force")
-        a, b = challenger.event_rmse, champ.event_rmse
+        (a, basis), (b, _) = challenger.score, champ.score
         if a is None or b is None:
-            raise RegistryError(f"{river_id}: missing event RMSE for leads 3–6 h in a manifest; "
-                                "use --force to promote without the comparison")
+            raise RegistryError(f"{river_id}: no backtest scores for leads 3–6 h in a manifest "
+                                "(trained with --no-backtest?); use --force to promote anyway")
         if a > b:
             raise RegistryError(
                 f"{river_id}: challenger {version} is worse than champion {current} on "
-                f"event RMSE (leads 3–6 h): {a:.3f} m vs {b:.3f} m; not promoted "
+                f"{basis} (leads 3–6 h): {a:.3f} m vs {b:.3f} m; not promoted "
                 "(use --force to override)")
-        note = f"event RMSE 3–6 h {a:.3f} m vs champion {b:.3f} m"
+        note = f"{basis} 3–6 h {a:.3f} m vs champion {b:.3f} m"
     elif force and current:
         note = "forced"
     history = [*state.get("history", []), {"version": version, "at": at.isoformat(),
