@@ -78,6 +78,11 @@ def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame, issue
                          f"{STALE_LEVEL} before {issued:%Y-%m-%d %H:%M}Z")
     X = build_features(hourly, [issued], future_rain="archive", vintages=vintages,
                        catchment_id=river.id)
+    if not np.isfinite(X["level_m"].iloc[0]):
+        kind = " (a crisis gauge reports rarely below its start level)" \
+            if river.gauge.kind == "crisis" else ""
+        raise CycleError(f"river {river.id}: no level reading at {river.primary_gauge} in the "
+                         f"30 min before {issued:%Y-%m-%d %H:%M}Z{kind}")
     pred = models.predict(X)
     if pred[["level", "q10", "q50", "q90"]].isna().any().any():
         raise CycleError(f"river {river.id}: the model gave no forecast for {issued}")
