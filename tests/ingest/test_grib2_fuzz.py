@@ -118,7 +118,7 @@ def _decode_or_refuse(data: bytes, key: str) -> None:
     assert np.all(np.isnan(out.values) | (out.values >= 0))
 
 
-EXAMPLES = int(os.environ.get("FORECAST_FUZZ_EXAMPLES", "800"))
+EXAMPLES = int(os.environ.get("FORECAST_TEST_FUZZ_EXAMPLES", "800"))
 
 
 @pytest.mark.slow

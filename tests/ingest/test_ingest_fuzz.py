@@ -5,7 +5,7 @@ duplications, field swaps) and, for JSON, structural mutations (values replaced 
 wrong types, non-finite numbers; keys deleted). The only exceptions allowed are
 ``forecast.errors.ForecastError`` subclasses; anything returned must satisfy the frame contract.
 
-Examples per parser: ``FORECAST_FUZZ_EXAMPLES`` (default 800, to keep the suite under a minute
+Examples per parser: ``FORECAST_TEST_FUZZ_EXAMPLES`` (default 800, to keep the suite under a minute
 on 2 shared cores; set 1500 or more for a deeper run).
 """
 
@@ -38,7 +38,7 @@ from .test_ingest_telemetry import CSV_FEED, CSV_TEXT, JSON_FEED
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = int(os.environ.get("FORECAST_FUZZ_EXAMPLES", "800"))
+EXAMPLES = int(os.environ.get("FORECAST_TEST_FUZZ_EXAMPLES", "800"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
