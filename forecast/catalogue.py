@@ -234,6 +234,13 @@ class River(_Strict):
         return next(g for g in self.gauges if g.code == self.primary_gauge)
 
     @property
+    def station_codes(self) -> list[str]:
+        """Every station whose data this river's forecast reads: its gauges, rain gauges and
+        upstream inputs (which may belong to other rivers)."""
+        codes = [g.code for g in self.gauges] + [r.code for r in self.rain_gauges]
+        return list(dict.fromkeys([*codes, *self.upstream_gauges]))
+
+    @property
     def provisional_parts(self) -> list[str]:
         """Which parts of this entry are provisional (not from an official source)."""
         parts = ["river"] if self.provisional else []

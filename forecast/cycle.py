@@ -62,14 +62,9 @@ class CycleReport:
         return "partial" if failed else "ok"
 
 
-def _stations(river: River) -> list[str]:
-    return [g.code for g in river.gauges] + [r.code for r in river.rain_gauges] + list(
-        river.upstream_gauges)
-
-
 def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame, issued: pd.Timestamp,
                   version: str, models: LeadModels) -> tuple[pd.DataFrame, str, dict[str, str]]:
-    mine = obs.loc[obs["station_id"].isin(_stations(river))]
+    mine = obs.loc[obs["station_id"].isin(river.station_codes)]
     hourly = river_hourly(mine, river, start=issued - pd.Timedelta(LOOKBACK), end=issued)
     valid = hourly.index[hourly["level_m"].notna().to_numpy()]
     last_level = valid.max() if len(valid) else None
@@ -114,7 +109,7 @@ def run_cycle(engine: Engine, catalogue: Catalogue, issued_at: datetime, *,
     cycle_id = repository.start_cycle(engine, issued_at=issued.to_pydatetime(), started_at=now,
                                       trigger=trigger)
     report = CycleReport(cycle_id=cycle_id, issued_at=issued.to_pydatetime())
-    stations = sorted({s for r in catalogue.rivers for s in _stations(r)})
+    stations = sorted({s for r in catalogue.rivers for s in r.station_codes})
     obs = read_observations(engine, station_ids=stations,
                             start=(issued - pd.Timedelta(LOOKBACK)).to_pydatetime(),
                             end=(issued + pd.Timedelta(seconds=1)).to_pydatetime())

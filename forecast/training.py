@@ -46,11 +46,6 @@ class TrainReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _stations(river: River) -> list[str]:
-    return [g.code for g in river.gauges] + [r.code for r in river.rain_gauges] + list(
-        river.upstream_gauges)
-
-
 def _judge(hourly: pd.DataFrame, river: River, rain: pd.DataFrame, threshold: float,
            settings: LgbmSettings | None, start: datetime, end: datetime) -> dict[str, Any]:
     split = pd.Timestamp(start + (end - start) * (1 - JUDGE_FRACTION)).floor("h")
@@ -76,7 +71,7 @@ def train_river(engine: Engine, river: River, *, end: datetime, days: float, mod
                 rain_product: str | None = None) -> registry.Version:
     """Train ``river`` on stored data in (end - days, end] and register the version."""
     start = end - timedelta(days=days)
-    obs = read_observations(engine, station_ids=_stations(river), start=start,
+    obs = read_observations(engine, station_ids=river.station_codes, start=start,
                             end=end + timedelta(seconds=1))
     rain = repository.read_rain_vintages(engine, product=rain_product, issued_after=start,
                                          issued_before=end)
