@@ -74,7 +74,7 @@ def train_river(engine: Engine, river: River, *, end: datetime, days: float, mod
     obs = read_observations(engine, station_ids=river.station_codes, start=start,
                             end=end + timedelta(seconds=1))
     rain = repository.read_rain_vintages(engine, product=rain_product, issued_after=start,
-                                         issued_before=end)
+                                         issued_before=end, catchment_id=river.id)
     hourly = river_hourly(obs, river, start=pd.Timestamp(start), end=pd.Timestamp(end))
     threshold = event_threshold(hourly["level_m"], river.thresholds.ladder()[0][1])
     backtest = _judge(hourly, river, rain, threshold, settings, start, end) if judge else {}

@@ -191,7 +191,11 @@ def read_observations(
     """Current observations in [start, end) as a canonical frame plus ``source`` and
     ``revision`` columns, sorted by station, variable and time."""
     o = observations
-    q = sa.select(o.c.station_id, o.c.variable, o.c.time, o.c.value, o.c.flag, o.c.qc_rule,
+    # SQLite stores times as UTC text: reading the text and parsing it in one vectorised call
+    # is ~10x faster than a datetime object per row (training reads millions of rows).
+    time_col = (sa.type_coerce(o.c.time, sa.String).label("time")
+                if engine.dialect.name == "sqlite" else o.c.time)
+    q = sa.select(o.c.station_id, o.c.variable, time_col, o.c.value, o.c.flag, o.c.qc_rule,
                   o.c.provisional, o.c.source, o.c.revision)
     if station_ids is not None:
         q = q.where(o.c.station_id.in_(station_ids))
@@ -216,7 +220,7 @@ def read_observations(
         "station_id", "variable", "time", "value", "flag", "qc_rule", "provisional", "source",
         "revision",
     ])
-    df["time"] = pd.to_datetime(df["time"], utc=True)
+    df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
     extra = df[["source", "revision"]]
     return frames.observations(df).join(extra)
 

@@ -95,12 +95,16 @@ def upsert_rain_vintages(engine: Engine, df: pd.DataFrame, *, now: datetime) -> 
 
 def read_rain_vintages(engine: Engine, *, product: str | None = None,
                        issued_before: datetime | None = None,
-                       issued_after: datetime | None = None) -> pd.DataFrame:
-    """Rain vintages, optionally for one product and an issue-time window [after, before]."""
+                       issued_after: datetime | None = None,
+                       catchment_id: str | None = None) -> pd.DataFrame:
+    """Rain vintages, optionally for one product, one catchment and an issue-time window
+    [after, before]."""
     t = rain_vintages
     q = sa.select(t.c.product, t.c.catchment_id, t.c.issued_at, t.c.valid_at, t.c.value)
     if product is not None:
         q = q.where(t.c.product == product)
+    if catchment_id is not None:
+        q = q.where(t.c.catchment_id == catchment_id)
     if issued_before is not None:
         q = q.where(t.c.issued_at <= issued_before)
     if issued_after is not None:
