@@ -1,5 +1,5 @@
 """Training service on stored simulated data: judged, registered, promotable, loadable by the
-cycle; a river without data is reported and the others go on."""
+cycle, reported; a river without data is reported and the others go on."""
 
 from __future__ import annotations
 
@@ -7,46 +7,85 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sqlalchemy.engine import Engine
 
 from forecast.catalogue import load_catalogue
 from forecast.cycle import run_cycle
+from forecast.errors import RegistryError
 from forecast.modelling import registry
 from forecast.simulate import simulate
 from forecast.storage.observations import upsert_observations
-from forecast.storage.repository import upsert_rain_vintages
-from forecast.training import train_all
+from forecast.storage.repository import list_model_versions, upsert_rain_vintages
+from forecast.training import judge_folds, promote_river, train_all
 
 ROOT = Path(__file__).resolve().parent.parent
 END = datetime(2024, 7, 10, 3, tzinfo=UTC)
 NOW = datetime(2024, 7, 10, 3, 10, tzinfo=UTC)
 
 
-def test_train_register_promote_and_forecast(engine: Engine, tmp_path: Path) -> None:
+def test_judge_folds_cover_the_last_fifth_on_whole_hours() -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    folds = judge_folds(start, END, 2)
+    assert folds[-1].test_end == pd.Timestamp(END)
+    assert all(f.train_end == f.test_start and f.test_start == f.test_start.floor("h")
+               for f in folds)
+    assert folds[0].test_end == folds[1].test_start
+    share = (pd.Timestamp(END) - folds[0].test_start) / (pd.Timestamp(END) - pd.Timestamp(start))
+    assert share == pytest.approx(0.2, abs=0.001)
+
+
+def test_train_register_promote_report_and_forecast(engine: Engine, tmp_path: Path) -> None:
     cat = load_catalogue(ROOT / "config" / "reference_rivers.yaml")
     sim = simulate(cat, datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 7, 10, 4, tzinfo=UTC),
                    seed=5)
     upsert_observations(engine, sim.observations.drop(columns=["received_at"]),
                         source="simulated", now=NOW)
     upsert_rain_vintages(engine, sim.rain_forecasts, now=NOW)
-    first = train_all(engine, cat, end=END, days=100, models_root=tmp_path, now=NOW)
-    assert not first.failed
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    calls: list[str] = []
+    first = train_all(engine, cat, end=END, days=100, models_root=models, now=NOW,
+                      report_dir=reports, progress=calls.append)
+    assert not first.failed and calls == ["koto"]
     v1 = first.versions["koto"]
     score, basis = v1.score
     assert score is not None and score > 0 and basis in ("event RMSE", "all-hours RMSE")
-    assert v1.manifest["training_window"][1] == END.isoformat()
-    registry.promote(tmp_path, "koto", v1.version, at=NOW)
+    m = v1.manifest
+    assert m["training_window"][1] == END.isoformat() and m["source"] == "simulated"
+    assert m["future_rain"] == "archive" and m["upstream"] == ["kotogawa_dam_release"]
+    assert len(m["backtest"]["spec"]["folds"]) == 2
+    assert set(m["backtest"]["baselines"]) == {"persistence", "ar2"}
+    # the judging backtest's report, labelled SIMULATED
+    page = reports / "koto" / v1.version / "index.html"
+    assert page.exists() and "SIMULATED DATA" in page.read_text(encoding="utf-8")
+    assert (page.parent / "overview.png").stat().st_size > 1000
+    assert list_model_versions(engine, "koto")["status"].tolist() == ["candidate"]
+    registry.promote(models, "koto", v1.version, at=NOW)
     # the same judging backtest on the same data: the challenger is not worse → promotable
     later = NOW.replace(minute=20)
-    second = train_all(engine, cat, end=END, days=100, models_root=tmp_path, now=later)
+    second = train_all(engine, cat, end=END, days=100, models_root=models, now=later)
     v2 = second.versions["koto"]
     assert v2.manifest["backtest"]["spec"] == v1.manifest["backtest"]["spec"]
-    registry.promote(tmp_path, "koto", v2.version, at=later)
-    report = run_cycle(engine, cat, END, models=lambda r: registry.load_champion(tmp_path, r),
+    registry.promote(models, "koto", v2.version, at=later)
+    # the champion loads from the registry and forecasts in the forecast-frame shape
+    report = run_cycle(engine, cat, END, models=lambda r: registry.load_champion(models, r),
                        now=later, rain_product="simulated_forecast")
     assert [o.status for o in report.outcomes] in (["ok"], ["degraded"])
     assert set(report.forecasts["model_version"]) == {v2.version}
     assert (report.forecasts["issued_at"] == pd.Timestamp(END)).all()
+    assert sorted(report.forecasts["horizon_h"]) == [1, 2, 3, 4, 5, 6]
+    assert report.forecasts[["q10", "q50", "q90"]].notna().all(axis=None)
+    assert (report.forecasts["q10"] <= report.forecasts["q90"]).all()
+    # a challenger judged on another window is re-scored with the champion on one hold-out
+    third = train_all(engine, cat, end=END, days=90, models_root=models,
+                      now=NOW.replace(minute=30))
+    v3 = third.versions["koto"]
+    try:
+        msg = promote_river(engine, cat.river("koto"), v3.version, end=END, days=90,
+                            models_root=models, now=NOW.replace(minute=31))
+        assert "re-scored" in msg and registry.champion(models, "koto") == v3.version
+    except RegistryError as exc:   # refused: the figures must be in the message
+        assert "re-scored" in str(exc) and registry.champion(models, "koto") == v2.version
 
 
 def test_river_without_data_is_reported(engine: Engine, tmp_path: Path) -> None:

@@ -1,17 +1,24 @@
 """Model registry on disk: ``<root>/<river>/<version>/`` per trained model set.
 
 A version directory holds the LightGBM text models and ``model.json`` (``persist.save``) plus
-``manifest.json``: river, version, created_at, training window, feature names, settings, data
-hash, package version, git commit, manifest format and the backtest that judged it (its spec and
-per-lead scores). ``<root>/<river>/champion.json`` names the champion and keeps the promotion
-history (written atomically: temp file + ``os.replace``), so ``rollback`` can restore the
-previous champion.
+``manifest.json``: river, version, created_at, status, training window, feature names (with the
+upstream inputs and future-rain mode they were built from), LightGBM parameters, data hash,
+package version, model and manifest format versions, git commit, data source and the backtest
+that judged it (its spec and per-lead scores). A version is written under a temporary name and
+renamed into place, so a crash never leaves half a version behind.
 
-Promotion is champion–challenger: the challenger must have been judged on the same backtest
-(spec) as the champion and must not be worse on event-window RMSE averaged over leads 3–6 h
-(all-hours RMSE when the judging span held no flood event);
-``force=True`` overrides (and the audit log should say so). Loading refuses a manifest that is
-damaged or does not match this code, with an instruction to retrain.
+``<root>/<river>/champion.json`` names the champion and keeps the promotion history (written
+atomically: temp file + ``os.replace``); promotions push onto a champion stack and ``rollback``
+pops it, restoring the previous champion.
+
+Promotion is champion–challenger: both must have been judged on the same backtest (spec), or an
+``evaluate`` callable re-scores both models on one hold-out; the challenger must not be worse
+on event-window RMSE averaged over leads 3–6 h (all-hours RMSE when the judging span held no
+flood event). ``force=True`` overrides. Loading refuses a manifest that is damaged or does not
+match this code (manifest/model format, package major version, the feature list
+``forecast.features`` builds today) with ``ManifestError`` naming the directory and how to fix
+it. With an ``engine``, registrations, promotions and rollbacks are mirrored into the database
+(``model_versions`` and the audit log).
 """
 
 from __future__ import annotations
@@ -19,22 +26,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import pandas as pd
+from sqlalchemy.engine import Engine
 
 from forecast import __version__
 from forecast.errors import ManifestError, RegistryError
+from forecast.features import FUTURE_RAIN_MODES, FutureRain, build_features
 from forecast.modelling import persist
-from forecast.modelling.lgbm import LeadModels
+from forecast.modelling.lgbm import LeadModels, LgbmSettings
+from forecast.storage import repository
 
 MANIFEST_FORMAT = 1
 JUDGED_LEADS = (3, 4, 5, 6)
+
+Evaluator = Callable[[LeadModels], Mapping[str, Mapping[str, float | None]]]
+"""Scores a fixed model on one hold-out: ``{"rmse_event": {lead: m}, "rmse": {lead: m}}``."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +62,7 @@ class Version:
     manifest: dict[str, Any]
 
     def _mean(self, key: str) -> float | None:
-        scores = self.manifest.get("backtest", {}).get(key, {})
-        vals = [scores.get(str(h)) for h in JUDGED_LEADS]
-        ok = [float(v) for v in vals if v is not None]
-        return sum(ok) / len(ok) if len(ok) == len(JUDGED_LEADS) else None
+        return _mean_judged(self.manifest.get("backtest", {}).get(key, {}))
 
     @property
     def event_rmse(self) -> float | None:
@@ -61,13 +73,27 @@ class Version:
     def score(self) -> tuple[float | None, str]:
         """What promotion compares: event RMSE (leads 3–6 h) when the judging span held a
         flood event, else RMSE over all hours, with the basis named."""
-        ev = self.event_rmse
-        return (ev, "event RMSE") if ev is not None else (self._mean("rmse"), "all-hours RMSE")
+        return _score(self.manifest.get("backtest", {}))
 
 
+def _mean_judged(scores: Mapping[str, Any]) -> float | None:
+    vals = [scores.get(str(h)) for h in JUDGED_LEADS]
+    ok = [float(v) for v in vals if v is not None]
+    return sum(ok) / len(ok) if len(ok) == len(JUDGED_LEADS) else None
+
+
+def _score(backtest: Mapping[str, Any]) -> tuple[float | None, str]:
+    ev = _mean_judged(backtest.get("rmse_event", {}))
+    if ev is not None:
+        return ev, "event RMSE"
+    return _mean_judged(backtest.get("rmse", {})), "all-hours RMSE"
+
+
+# ------------------------------------------------------------------ provenance helpers
 def data_hash(frame: pd.DataFrame) -> str:
-    """sha256 of a training frame's values and index (what the model was trained on)."""
-    h = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    """sha256 of a training frame's column names, index and values."""
+    h = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     return h.hexdigest()
 
 
@@ -77,71 +103,153 @@ def _git_commit() -> str:
                              timeout=5, cwd=Path(__file__).resolve().parent, check=False)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return out.stdout.strip() or "unknown"
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else "unknown"
+
+
+def model_format() -> int:
+    """The ``LeadModels`` serialisation format this code writes (``model.json`` "format")."""
+    meta, _ = LeadModels(settings=LgbmSettings(), features=[], high_water_m=0.0).to_strings()
+    return int(str(meta["format"]))
+
+
+def expected_features(upstream: Sequence[str], future_rain: FutureRain) -> list[str]:
+    """Feature names, in order, that ``build_features`` produces today for a river with these
+    upstream input codes (``up_<code>`` columns) and this future-rain mode."""
+    t = pd.Timestamp("2000-01-01", tz="UTC")
+    dummy = pd.DataFrame({"level_m": [1.0], "rain_mm": [0.0],
+                          **{f"up_{c}": [0.0] for c in upstream}},
+                         index=pd.DatetimeIndex([t], name="time"))
+    # archive and perfect give the same rain_fc_* columns; perfect needs no vintage frame
+    mode: FutureRain = "perfect" if future_rain == "archive" else future_rain
+    return list(build_features(dummy, [t], future_rain=mode).columns)
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str, ensure_ascii=False),
+                   encoding="utf-8")
     os.replace(tmp, path)
 
 
+def _hint(river_id: str) -> str:
+    return f"retrain with `forecast train --river {river_id}`"
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON round trip with NaN -> null (PostgreSQL's JSON refuses NaN)."""
+    return dict(json.loads(json.dumps(d, default=str).replace("NaN", "null")))
+
+
+# ------------------------------------------------------------------ registration
 def register(root: Path, river_id: str, models: LeadModels, *, created_at: datetime,
              window: tuple[datetime, datetime], data_sha256: str,
-             backtest: Mapping[str, Any]) -> Version:
-    """Save ``models`` as a new version of ``river_id``; returns it (not yet champion).
+             backtest: Mapping[str, Any], future_rain: FutureRain | None = None,
+             upstream: Sequence[str] | None = None, source: str = "",
+             engine: Engine | None = None, actor: str = "forecast") -> Version:
+    """Save ``models`` as a new candidate version of ``river_id``; returns it.
 
-    ``backtest``: ``{"spec": {...}, "rmse_event": {lead: m}, ...}`` from the judging backtest.
+    ``backtest``: ``{"spec": {...}, "rmse_event": {lead: m}, "rmse": {...}, ...}`` from the
+    judging backtest. ``future_rain`` and ``upstream`` (codes) say how the features were built,
+    so loading can check them against the code; ``source`` names the data source
+    (``simulated`` labels reports). With ``engine`` the version is also recorded in the
+    database (status candidate) and the audit log.
     """
     version = f"{created_at:%Y%m%dT%H%M%SZ}-{data_sha256[:8]}"
-    path = Path(root) / river_id / version
+    river_dir = Path(root) / river_id
+    path = river_dir / version
     if path.exists():
         raise RegistryError(f"{path} already exists: same data registered in the same second")
-    persist.save(models, path)
-    manifest = {
-        "manifest_format": MANIFEST_FORMAT, "river_id": river_id, "version": version,
-        "created_at": created_at.isoformat(),
+    if future_rain is not None and future_rain not in FUTURE_RAIN_MODES:
+        raise RegistryError(f"future_rain must be one of {FUTURE_RAIN_MODES}")
+    manifest: dict[str, Any] = {
+        "manifest_format": MANIFEST_FORMAT, "model_format": model_format(),
+        "river_id": river_id, "version": version, "created_at": created_at.isoformat(),
+        "status": "candidate",
         "training_window": [window[0].isoformat(), window[1].isoformat()],
-        "features": list(models.features), "settings": models.to_strings()[0].get("settings"),
-        "data_sha256": data_sha256, "package_version": __version__, "git_commit": _git_commit(),
-        "backtest": dict(backtest),
+        "features": list(models.features), "future_rain": future_rain,
+        "upstream": None if upstream is None else list(upstream),
+        "parameters": asdict(models.settings), "high_water_m": models.high_water_m,
+        "data_sha256": data_sha256, "source": source, "package_version": __version__,
+        "lightgbm_version": lgb.__version__, "git_commit": _git_commit(),
+        "backtest": _jsonable(backtest),
     }
-    _write_json(path / "manifest.json", manifest)
+    # write under a hidden temporary name, then rename: readers never see half a version
+    tmp = river_dir / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    persist.save(models, tmp)
+    _write_json(tmp / "manifest.json", manifest)
+    os.replace(tmp, path)
+    if engine is not None:
+        repository.register_model_version(engine, river_id=river_id, version=version,
+                                          path=str(path), manifest=_jsonable(manifest),
+                                          created_at=created_at)
+        repository.audit(engine, at=created_at, actor=actor, action="model.register",
+                         target=f"{river_id}/{version}", details={"data_sha256": data_sha256})
     return Version(river_id, version, path, manifest)
 
 
+# ------------------------------------------------------------------ reading and checks
 def _read_manifest(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ManifestError(f"{path}: manifest.json missing or damaged ({exc}); retrain with "
-                            f"`forecast train --river {path.parent.name}`") from exc
+        raise ManifestError(f"{path}: manifest.json missing or damaged ({exc}); "
+                            f"{_hint(path.parent.name)}") from exc
     if not isinstance(manifest, dict):
-        raise ManifestError(f"{path}: manifest.json is not an object; retrain the river")
+        raise ManifestError(f"{path}: manifest.json is not an object; {_hint(path.parent.name)}")
     return manifest
 
 
-def load_version(root: Path, river_id: str, version: str) -> tuple[Version, LeadModels]:
-    """Load one version, checking its manifest against this code and its model files."""
-    path = Path(root) / river_id / version
-    manifest = _read_manifest(path)
-    hint = f"retrain with `forecast train --river {river_id}`"
+def check_manifest(path: Path, manifest: Mapping[str, Any], river_id: str,
+                   features: Sequence[str] | None = None) -> None:
+    """Refuse (``ManifestError``) a manifest this code cannot use: other manifest or model
+    format, other package major version, moved directory, or a feature list that differs from
+    what ``build_features`` makes today (and from ``features``, e.g. from the catalogue)."""
+    hint = _hint(river_id)
     if manifest.get("manifest_format") != MANIFEST_FORMAT:
         raise ManifestError(f"{path}: manifest format {manifest.get('manifest_format')!r}, "
                             f"this code reads {MANIFEST_FORMAT}; {hint}")
+    if manifest.get("model_format") != model_format():
+        raise ManifestError(f"{path}: model format {manifest.get('model_format')!r}, this "
+                            f"code reads {model_format()}; {hint}")
     if str(manifest.get("package_version", "")).split(".")[0] != __version__.split(".")[0]:
         raise ManifestError(f"{path}: trained by package {manifest.get('package_version')}, "
                             f"this is {__version__}; {hint}")
-    if manifest.get("river_id") != river_id or manifest.get("version") != version:
+    if manifest.get("river_id") != river_id or manifest.get("version") != path.name:
         raise ManifestError(f"{path}: manifest names {manifest.get('river_id')}/"
                             f"{manifest.get('version')}; the directory was moved or edited")
+    stored = list(manifest.get("features") or [])
+    wanted: list[tuple[str, Sequence[str]]] = []
+    if manifest.get("future_rain") is not None and manifest.get("upstream") is not None:
+        wanted.append(("the feature code builds",
+                       expected_features(manifest["upstream"], manifest["future_rain"])))
+    if features is not None:
+        wanted.append(("the caller expects", features))
+    for label, exp in wanted:
+        if list(exp) != stored:
+            extra, lacking = sorted(set(stored) - set(exp)), sorted(set(exp) - set(stored))
+            raise ManifestError(f"{path}: feature list differs from what {label} (model has "
+                                f"extra {extra}, lacks {lacking}); {hint}")
+
+
+def load_version(root: Path, river_id: str, version: str, *,
+                 features: Sequence[str] | None = None) -> tuple[Version, LeadModels]:
+    """Load one version, checking its manifest against this code and its model files."""
+    path = Path(root) / river_id / version
+    if not path.is_dir():
+        raise RegistryError(f"{path}: no version {version!r} of river {river_id!r}; "
+                            f"list them with `forecast models --river {river_id}`")
+    manifest = _read_manifest(path)
+    check_manifest(path, manifest, river_id, features)
     models = persist.load(path)
     if list(models.features) != list(manifest.get("features", [])):
         raise ManifestError(f"{path}: the manifest's feature list does not match the model "
-                            f"files; {hint}")
+                            f"files; {_hint(river_id)}")
     return Version(river_id, version, path, manifest), models
 
 
+# ------------------------------------------------------------------ champion pointer
 def _champion_file(root: Path, river_id: str) -> Path:
     return Path(root) / river_id / "champion.json"
 
@@ -157,35 +265,53 @@ def _champion_state(root: Path, river_id: str) -> dict[str, Any]:
     return dict(state)
 
 
+def _stack(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Champion stack replayed from the history: promotions push, rollbacks pop."""
+    stack: list[str] = []
+    for h in history:
+        if h.get("action", "rollback" if h.get("note") == "rollback" else "promote") \
+                == "rollback":
+            if stack:
+                stack.pop()
+        else:
+            stack.append(str(h["version"]))
+    return stack
+
+
 def champion(root: Path, river_id: str) -> str | None:
     """The champion version of a river (None if none was promoted)."""
     v = _champion_state(root, river_id).get("champion")
     return str(v) if v else None
 
 
-def load_champion(root: Path, river_id: str) -> tuple[str, LeadModels] | None:
-    """(version, models) of the river's champion, or None; a bad champion raises."""
+def load_champion(root: Path, river_id: str, *, features: Sequence[str] | None = None
+                  ) -> tuple[str, LeadModels] | None:
+    """(version, models) of the river's champion, or None; a bad champion raises
+    ``ManifestError`` (a ``forecast.cycle.ModelProvider``)."""
     v = champion(root, river_id)
     if v is None:
         return None
-    version, models = load_version(root, river_id, v)
+    version, models = load_version(root, river_id, v, features=features)
     return version.version, models
 
 
 def list_versions(root: Path, river_id: str | None = None) -> pd.DataFrame:
-    """Every registered version: river_id, version, created_at, champion, event_rmse_3_6h."""
+    """Every registered version: river_id, version, created_at, champion (bool),
+    event_rmse_3_6h / rmse_3_6h (m, judging backtest), status (ok | damaged)."""
     rows: list[dict[str, Any]] = []
     base = Path(root)
     rivers = [river_id] if river_id else sorted(p.name for p in base.glob("*") if p.is_dir())
     for r in rivers:
         champ = champion(base, r)
         for d in sorted((base / r).glob("*/manifest.json")):
+            if d.parent.name.startswith("."):
+                continue
             try:
                 m = _read_manifest(d.parent)
             except ManifestError:
                 rows.append({"river_id": r, "version": d.parent.name, "created_at": None,
                              "champion": False, "event_rmse_3_6h": None, "rmse_3_6h": None,
-                         "status": "damaged"})
+                             "status": "damaged"})
                 continue
             v = Version(r, d.parent.name, d.parent, m)
             rows.append({"river_id": r, "version": v.version, "created_at": m.get("created_at"),
@@ -195,46 +321,117 @@ def list_versions(root: Path, river_id: str | None = None) -> pd.DataFrame:
                                        "event_rmse_3_6h", "rmse_3_6h", "status"])
 
 
-def promote(root: Path, river_id: str, version: str, *, at: datetime,
-            force: bool = False) -> str:
-    """Make ``version`` the champion after the champion–challenger check; returns a message."""
+def _scores(root: Path, river_id: str, champ: Version, chall: Version,
+            evaluate: Evaluator | None) -> tuple[tuple[float | None, str],
+                                                 tuple[float | None, str], str]:
+    """(challenger score, champion score, how) on one common backtest."""
+    spec_a = champ.manifest.get("backtest", {}).get("spec")
+    spec_b = chall.manifest.get("backtest", {}).get("spec")
+    if spec_a is not None and spec_a == spec_b:
+        ca, cb = chall.score, champ.score
+        # compare like with like: fall back to all-hours RMSE unless both have event scores
+        if ca[1] != cb[1]:
+            ca = (chall._mean("rmse"), "all-hours RMSE")
+            cb = (champ._mean("rmse"), "all-hours RMSE")
+        return ca, cb, "same stored backtest"
+    if evaluate is None:
+        raise RegistryError(
+            f"{river_id}: {chall.version} and champion {champ.version} were judged on different "
+            "backtests; re-run the same backtest for both (pass evaluate) or use --force")
+    _, m_champ = load_version(root, river_id, champ.version)
+    _, m_chall = load_version(root, river_id, chall.version)
+    ra, rb = evaluate(m_chall), evaluate(m_champ)
+    a, b = _score(ra), _score(rb)
+    if a[1] != b[1]:
+        a, b = (_mean_judged(ra.get("rmse", {})), "all-hours RMSE"), \
+            (_mean_judged(rb.get("rmse", {})), "all-hours RMSE")
+    return a, b, "both re-scored on one hold-out"
+
+
+def promote(root: Path, river_id: str, version: str, *, at: datetime, force: bool = False,
+            compare_with_champion: bool = True, evaluate: Evaluator | None = None,
+            engine: Engine | None = None, actor: str = "forecast") -> str:
+    """Make ``version`` the champion after the champion–challenger check; returns a message.
+
+    The challenger must load (manifest checks). Unless ``force`` or
+    ``compare_with_champion=False``, it must not be worse than the champion on the judged
+    score (see module docstring); otherwise ``RegistryError`` with both figures. With
+    ``engine`` the promotion is mirrored into ``model_versions`` and the audit log.
+    """
     challenger, _ = load_version(root, river_id, version)
     state = _champion_state(root, river_id)
     current = state.get("champion")
+    if current == version:
+        raise RegistryError(f"{river_id}: {version} is already the champion")
     note = "first champion"
-    if current and current != version and not force:
+    if current and compare_with_champion and not force:
         champ, _ = load_version(root, river_id, current)
-        if champ.manifest.get("backtest", {}).get("spec") != \
-                challenger.manifest.get("backtest", {}).get("spec"):
-            raise RegistryError(
-                f"{river_id}: {version} and champion {current} were judged on different "
-                "backtests; re-run the same backtest for both or use --force")
-        (a, basis), (b, _) = challenger.score, champ.score
+        (a, basis), (b, _), how = _scores(root, river_id, champ, challenger, evaluate)
         if a is None or b is None:
             raise RegistryError(f"{river_id}: no backtest scores for leads 3–6 h in a manifest "
                                 "(trained with --no-backtest?); use --force to promote anyway")
         if a > b:
             raise RegistryError(
                 f"{river_id}: challenger {version} is worse than champion {current} on "
-                f"{basis} (leads 3–6 h): {a:.3f} m vs {b:.3f} m; not promoted "
+                f"{basis} (leads 3–6 h, {how}): {a:.3f} m vs {b:.3f} m; not promoted "
                 "(use --force to override)")
-        note = f"{basis} 3–6 h {a:.3f} m vs champion {b:.3f} m"
-    elif force and current:
-        note = "forced"
+        note = f"{basis} 3–6 h {a:.3f} m vs champion {b:.3f} m ({how})"
+    elif current:
+        note = "forced" if force else "promoted without comparison"
     history = [*state.get("history", []), {"version": version, "at": at.isoformat(),
-                                            "note": note}]
+                                            "action": "promote", "note": note}]
     _write_json(_champion_file(root, river_id), {"champion": version, "history": history})
+    _mark(root, river_id, version, _stack(history))
+    if engine is not None:
+        _mirror(engine, challenger, at, actor, "model.promote",
+                {"previous": current, "note": note, "force": force})
     return f"{river_id}: {version} is champion ({note})"
 
 
-def rollback(root: Path, river_id: str, *, at: datetime) -> str:
-    """Restore the previous champion; returns its version."""
+def rollback(root: Path, river_id: str, *, at: datetime, engine: Engine | None = None,
+             actor: str = "forecast") -> str:
+    """Restore the previous champion (it must still load); returns its version."""
     state = _champion_state(root, river_id)
     history = list(state.get("history", []))
-    if len(history) < 2:
+    stack = _stack(history)
+    if len(stack) < 2:
         raise RegistryError(f"{river_id}: no earlier champion to roll back to")
-    previous = history[-2]["version"]
-    load_version(root, river_id, previous)  # refuses a damaged or mismatching version
-    history.append({"version": previous, "at": at.isoformat(), "note": "rollback"})
+    previous = stack[-2]
+    prev, _ = load_version(root, river_id, previous)  # refuses a damaged or mismatching one
+    history.append({"version": previous, "at": at.isoformat(), "action": "rollback",
+                    "note": "rollback", "from": stack[-1]})
     _write_json(_champion_file(root, river_id), {"champion": previous, "history": history})
+    _mark(root, river_id, previous, [*_stack(history), stack[-1]])
+    if engine is not None:
+        _mirror(engine, prev, at, actor, "model.rollback", {"from": stack[-1]})
     return str(previous)
+
+
+def _mark(root: Path, river_id: str, champ: str, former: Sequence[str]) -> None:
+    """Keep each manifest's informational ``status`` in step with the pointer."""
+    for d in (Path(root) / river_id).glob("*/manifest.json"):
+        if d.parent.name.startswith("."):
+            continue
+        try:
+            m = json.loads(d.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        status = ("champion" if d.parent.name == champ
+                  else "retired" if d.parent.name in former else m.get("status", "candidate"))
+        if isinstance(m, dict) and m.get("status") != status:
+            m["status"] = status
+            _write_json(d, m)
+
+
+def _mirror(engine: Engine, v: Version, at: datetime, actor: str, action: str,
+            details: dict[str, Any]) -> None:
+    known = repository.list_model_versions(engine, v.river_id)
+    if v.version not in set(known["version"]):
+        # registered before the database was in use: record it now
+        repository.register_model_version(
+            engine, river_id=v.river_id, version=v.version, path=str(v.path),
+            manifest=_jsonable(v.manifest),
+            created_at=datetime.fromisoformat(str(v.manifest["created_at"])))
+    repository.set_champion(engine, river_id=v.river_id, version=v.version, at=at)
+    repository.audit(engine, at=at, actor=actor, action=action,
+                     target=f"{v.river_id}/{v.version}", details=_jsonable(details))

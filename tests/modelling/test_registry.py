@@ -1,4 +1,4 @@
-"""Model registry: round trip, champion–challenger promotion, rollback, refusals."""
+"""Model registry: round trip, champion–challenger promotion, rollback, refusals, DB mirror."""
 
 from __future__ import annotations
 
@@ -6,18 +6,23 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy.engine import Engine
 
+import forecast
 from forecast.errors import ManifestError, RegistryError
 from forecast.features import build_features, targets
 from forecast.modelling import registry
 from forecast.modelling.lgbm import LeadModels, LgbmSettings
+from forecast.storage.repository import list_model_versions, read_audit
 
 from .synth import synthetic_hourly
 
 AT = datetime(2024, 7, 1, tzinfo=UTC)
 SPEC = {"folds": [["2024-05-01", "2024-06-01"]], "future_rain": "none"}
+FAST = LgbmSettings(num_rounds=30, fallbacks=False)
 
 
 @pytest.fixture(scope="module")
@@ -25,23 +30,27 @@ def trained() -> tuple[LeadModels, str]:
     hourly = synthetic_hourly(1500, seed=2)
     times = hourly.index[48:-6]
     X = build_features(hourly, times)
-    lm = LeadModels.train(X, targets(hourly, times), high_water_m=2.0,
-                          settings=LgbmSettings(num_rounds=30, fallbacks=False))
+    lm = LeadModels.train(X, targets(hourly, times), high_water_m=2.0, settings=FAST)
     return lm, registry.data_hash(X)
 
 
-def _reg(root: Path, trained, rmse: float, second: int, spec=SPEC) -> registry.Version:  # type: ignore[no-untyped-def]
+def _reg(root: Path, trained, rmse: float, second: int, spec=SPEC, **kw) -> registry.Version:  # type: ignore[no-untyped-def]
     lm, sha = trained
     return registry.register(
         root, "koto", lm, created_at=AT.replace(second=second), window=(AT, AT),
-        data_sha256=sha, backtest={"spec": spec, "rmse_event": {str(h): rmse for h in range(1, 7)}})
+        data_sha256=sha, backtest={"spec": spec, "rmse_event": {str(h): rmse for h in range(1, 7)}},
+        future_rain="none", upstream=["dam"], **kw)
 
 
-def test_round_trip_and_listing(tmp_path: Path, trained) -> None:  # type: ignore[no-untyped-def]
+def test_round_trip_manifest_and_listing(tmp_path: Path, trained) -> None:  # type: ignore[no-untyped-def]
     v = _reg(tmp_path, trained, 0.5, 1)
     got, models = registry.load_version(tmp_path, "koto", v.version)
-    assert got.manifest["features"] == list(trained[0].features)
-    assert got.manifest["data_sha256"] == trained[1]
+    m = got.manifest
+    assert m["features"] == list(trained[0].features)
+    assert m["data_sha256"] == trained[1] and v.version.endswith(trained[1][:8])
+    assert m["parameters"]["num_rounds"] == 30 and m["package_version"] == forecast.__version__
+    assert m["model_format"] == registry.model_format() and m["status"] == "candidate"
+    assert m["git_commit"] == "unknown" or len(m["git_commit"]) == 40
     hourly = synthetic_hourly(300, seed=9)
     X = build_features(hourly, hourly.index[60:80])
     pd.testing.assert_frame_equal(models.predict(X), trained[0].predict(X))
@@ -49,6 +58,20 @@ def test_round_trip_and_listing(tmp_path: Path, trained) -> None:  # type: ignor
     assert registry.load_champion(tmp_path, "koto") is None
     listing = registry.list_versions(tmp_path)
     assert listing["version"].tolist() == [v.version] and not listing["champion"].any()
+    assert not [p for p in (tmp_path / "koto").iterdir() if p.name.startswith(".")]
+    with pytest.raises(RegistryError, match="already exists"):
+        _reg(tmp_path, trained, 0.5, 1)
+
+
+def test_data_hash_sees_values_index_and_columns() -> None:
+    df = synthetic_hourly(50, seed=1)
+    base = registry.data_hash(df)
+    assert registry.data_hash(df.copy()) == base
+    changed = df.copy()
+    changed.iloc[10, 0] += 1e-6
+    assert registry.data_hash(changed) != base
+    assert registry.data_hash(df.rename(columns={"rain_mm": "rain"})) != base
+    assert registry.data_hash(df.set_axis(df.index + pd.Timedelta(hours=1))) != base
 
 
 def test_promotion_is_champion_challenger_and_rollback_restores(tmp_path: Path, trained) -> None:  # type: ignore[no-untyped-def]
@@ -57,17 +80,31 @@ def test_promotion_is_champion_challenger_and_rollback_restores(tmp_path: Path, 
     better = _reg(tmp_path, trained, 0.40, 3)
     other = _reg(tmp_path, trained, 0.10, 4, spec={"folds": "different"})
     registry.promote(tmp_path, "koto", good.version, at=AT)
-    with pytest.raises(RegistryError, match="worse"):
+    with pytest.raises(RegistryError, match=r"worse.*0\.600 m vs 0\.500 m"):
         registry.promote(tmp_path, "koto", worse.version, at=AT)
     with pytest.raises(RegistryError, match="different backtests"):
         registry.promote(tmp_path, "koto", other.version, at=AT)
     assert registry.champion(tmp_path, "koto") == good.version
     registry.promote(tmp_path, "koto", better.version, at=AT)
     assert registry.load_champion(tmp_path, "koto")[0] == better.version  # type: ignore[index]
+    statuses = {d.name: json.loads((d / "manifest.json").read_text())["status"]
+                for d in (tmp_path / "koto").iterdir() if d.is_dir()}
+    assert statuses[better.version] == "champion" and statuses[good.version] == "retired"
     assert registry.rollback(tmp_path, "koto", at=AT) == good.version
     assert registry.champion(tmp_path, "koto") == good.version
     registry.promote(tmp_path, "koto", worse.version, at=AT, force=True)
     assert registry.champion(tmp_path, "koto") == worse.version
+
+
+def test_rollback_walks_back_the_champion_stack(tmp_path: Path, trained) -> None:  # type: ignore[no-untyped-def]
+    a, b, c = (_reg(tmp_path, trained, r, s) for r, s in ((0.5, 1), (0.4, 2), (0.3, 3)))
+    for v in (a, b, c):
+        registry.promote(tmp_path, "koto", v.version, at=AT)
+    assert registry.rollback(tmp_path, "koto", at=AT) == b.version
+    assert registry.rollback(tmp_path, "koto", at=AT) == a.version   # not back to c
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        registry.rollback(tmp_path, "koto", at=AT)
+    assert registry.champion(tmp_path, "koto") == a.version
 
 
 def test_rollback_without_history_is_refused(tmp_path: Path, trained) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +114,40 @@ def test_rollback_without_history_is_refused(tmp_path: Path, trained) -> None:  
         registry.rollback(tmp_path, "koto", at=AT)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "format", "features", "package"])
+def test_different_backtests_are_rescored_on_one_holdout(tmp_path: Path, trained) -> None:  # type: ignore[no-untyped-def]
+    """The evaluate callable scores both real models; a model trained on noise loses."""
+    hourly = synthetic_hourly(1500, seed=2)
+    times = hourly.index[48:-6]
+    X = build_features(hourly, times)
+    noise = targets(hourly, times) * 0 + np.random.default_rng(0).normal(0, 0.5, (len(times), 6))
+    bad = LeadModels.train(X, noise, high_water_m=2.0, settings=FAST)
+    held = synthetic_hourly(800, seed=11)
+    Xh = build_features(held, held.index[48:-6])
+    truth = targets(held, held.index[48:-6])
+
+    def evaluate(m: LeadModels):  # naive RMSE per lead of the point forecast
+        p = m.predict(Xh)
+        out = {}
+        for h in range(1, 7):
+            f = p.loc[p["horizon_h"] == h, "level"].to_numpy() - Xh["level_m"].to_numpy()
+            out[str(h)] = float(np.sqrt(np.nanmean((f - truth[f"dh_{h}h"].to_numpy()) ** 2)))
+        return {"rmse_event": out}
+
+    good_v = _reg(tmp_path, trained, 0.5, 1)
+    bad_v = registry.register(tmp_path, "koto", bad, created_at=AT.replace(second=2),
+                              window=(AT, AT), data_sha256=registry.data_hash(noise),
+                              backtest={"spec": {"other": 1}, "rmse_event": {}},
+                              future_rain="none", upstream=["dam"])
+    registry.promote(tmp_path, "koto", good_v.version, at=AT)
+    with pytest.raises(RegistryError, match="re-scored"):
+        registry.promote(tmp_path, "koto", bad_v.version, at=AT, evaluate=evaluate)
+    registry.promote(tmp_path, "koto", bad_v.version, at=AT, force=True)
+    msg = registry.promote(tmp_path, "koto", good_v.version, at=AT, evaluate=evaluate)
+    assert "re-scored" in msg and registry.champion(tmp_path, "koto") == good_v.version
+
+
+@pytest.mark.parametrize("damage", ["truncate", "format", "model_format", "features",
+                                    "upstream", "package", "moved"])
 def test_damaged_or_mismatching_manifest_is_refused(tmp_path: Path, trained, damage: str) -> None:  # type: ignore[no-untyped-def]
     v = _reg(tmp_path, trained, 0.5, 1)
     mf = v.path / "manifest.json"
@@ -87,11 +157,49 @@ def test_damaged_or_mismatching_manifest_is_refused(tmp_path: Path, trained, dam
     else:
         if damage == "format":
             m["manifest_format"] = 99
+        elif damage == "model_format":
+            m["model_format"] = 99
         elif damage == "features":
             m["features"] = m["features"][:-1]
+        elif damage == "upstream":   # the code would build other features for this river
+            m["upstream"] = []
+        elif damage == "moved":
+            m["version"] = "elsewhere"
         else:
             m["package_version"] = "9.0.0"
         mf.write_text(json.dumps(m))
     with pytest.raises(ManifestError, match="koto") as info:
         registry.load_version(tmp_path, "koto", v.version)
     assert str(v.path) in str(info.value)
+    if damage != "moved":
+        assert "forecast train --river koto" in str(info.value)
+    assert registry.list_versions(tmp_path)["status"].tolist() == (
+        ["damaged"] if damage == "truncate" else ["ok"])
+
+
+def test_caller_feature_list_is_checked(tmp_path: Path, trained) -> None:  # type: ignore[no-untyped-def]
+    v = _reg(tmp_path, trained, 0.5, 1)
+    feats = list(trained[0].features)
+    registry.load_version(tmp_path, "koto", v.version, features=feats)
+    with pytest.raises(ManifestError, match="feature list differs"):
+        registry.load_version(tmp_path, "koto", v.version, features=[*feats, "up_new"])
+
+
+def test_registry_mirrors_into_the_database(engine: Engine, tmp_path: Path, trained) -> None:  # type: ignore[no-untyped-def]
+    a = _reg(tmp_path, trained, 0.5, 1, engine=engine)
+    b = _reg(tmp_path, trained, 0.4, 2, engine=engine)
+    registry.promote(tmp_path, "koto", a.version, at=AT, engine=engine, actor="hydrologist")
+    registry.promote(tmp_path, "koto", b.version, at=AT, engine=engine)
+    db = list_model_versions(engine, "koto").set_index("version")["status"]
+    assert db.to_dict() == {a.version: "retired", b.version: "champion"}
+    registry.rollback(tmp_path, "koto", at=AT, engine=engine)
+    db = list_model_versions(engine, "koto").set_index("version")["status"]
+    assert db[a.version] == "champion" and db[b.version] == "retired"
+    actions = [e["action"] for e in read_audit(engine)]
+    assert actions == ["model.rollback", "model.promote", "model.promote", "model.register",
+                       "model.register"]
+    # a version registered without the database is recorded when first promoted with it
+    c = _reg(tmp_path, trained, 0.3, 3)
+    registry.promote(tmp_path, "koto", c.version, at=AT, engine=engine)
+    assert list_model_versions(engine, "koto").set_index("version")["status"][c.version] \
+        == "champion"
