@@ -240,7 +240,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     bar = tqdm(total=total, desc="training", unit="river")
     report = train_all(_engine(settings), catalogue, end=end, days=args.days,
                        models_root=settings.models_dir, now=_now(), judge=not args.no_backtest,
-                       rivers=rivers, progress=lambda _r: bar.update())
+                       rivers=rivers, progress=lambda _r: bar.update(),
+                       report_dir=Path(args.report_dir) if args.report_dir else None)
     bar.close()
     for rid, v in report.versions.items():
         rm = v.event_rmse
@@ -379,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=float, default=365.0, help="length of the training window")
     s.add_argument("--no-backtest", action="store_true",
                    help="skip the judging backtest (promotion then needs --force)")
+    s.add_argument("--report-dir", help="write each river's backtest HTML report here "
+                   "(<dir>/<river>/<version>/index.html)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("models", help="list registered model versions")

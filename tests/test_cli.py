@@ -105,3 +105,19 @@ def test_demo_prepares_data_models_and_a_forecast(env: Path, monkeypatch: pytest
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "already present" in out and "training models" not in out
+
+
+def test_train_writes_report_and_registers(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FORECAST_MODELS_DIR", str(env / "models"))
+    assert main(["simulate", "--start", "2024-03-01", "--end", "2024-07-10T04:00Z",
+                 "--seed", "5"]) == 0
+    reports = env / "reports"
+    assert main(["train", "--river", "koto", "--end", "2024-07-10T03:00Z", "--days", "100",
+                 "--report-dir", str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert "koto: registered" in out
+    pages = list(reports.glob("koto/*/index.html"))
+    assert len(pages) == 1 and "koto" in pages[0].read_text(encoding="utf-8").lower()
+    assert main(["models", "--river", "koto"]) == 0
+    assert "koto" in capsys.readouterr().out
