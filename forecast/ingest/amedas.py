@@ -122,13 +122,19 @@ def parse_amedas_map(data: bytes, location: str, *, time: datetime | None = None
             raise _err(f"station key {code[:20]!r} is not a 5-digit code", location, code)
         if not isinstance(elements, dict):
             raise _err("station entry is not an object", location, code)
-        for element, variable in ELEMENTS.items():
-            if element in elements:
-                value, flag, rule = _element(elements[element], location, f"{code}.{element}")
-                for col, item in zip(cols, (code, variable, named, value, flag, rule),
-                                     strict=True):
-                    col.append(item)
+        _append(cols, elements, code, named, location, code)
     return _frame(cols, location, now)
+
+
+def _append(cols: tuple[list[Any], ...], elements: dict[str, Any], station: str, time: Any,
+            location: str, pos: str) -> None:
+    """Append one row per known element of one station entry to the column lists."""
+    for element, variable in ELEMENTS.items():
+        if element in elements:
+            value, flag, rule = _element(elements[element], location, f"{pos}.{element}")
+            for col, item in zip(cols, (station, variable, time, value, flag, rule),
+                                 strict=True):
+                col.append(item)
 
 
 def parse_amedas_point(data: bytes, location: str, *, station_id: str | None = None,
@@ -153,12 +159,7 @@ def parse_amedas_point(data: bytes, location: str, *, station_id: str | None = N
         jst = _jst_stamp(key, "%Y%m%d%H%M%S", location, key)
         if not isinstance(elements, dict):
             raise _err("time entry is not an object", location, key)
-        for element, variable in ELEMENTS.items():
-            if element in elements:
-                value, flag, rule = _element(elements[element], location, f"{key}.{element}")
-                for col, item in zip(cols, (station_id, variable, jst, value, flag, rule),
-                                     strict=True):
-                    col.append(item)
+        _append(cols, elements, station_id, jst, location, key)
     return _frame(cols, location, now)
 
 
