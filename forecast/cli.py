@@ -132,7 +132,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     """Bring-your-own-data backtest (contract in forecast/modelling/byod.py and the README)."""
     from forecast.modelling.backtest import summary_table
-    from forecast.modelling.byod import run_backtest_files
+    from forecast.modelling.byod import run_backtest_files, write_reports
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     bar = tqdm(desc="backtest", unit="step")
@@ -146,6 +146,9 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         rain_forecasts_path=args.rain_forecasts, progress=progress, models=models)
     bar.close()
     print(f"wrote {len(result.forecasts)} forecast rows to {args.out}")
+    if args.report_dir:
+        for rid, page in write_reports(result, args.report_dir).items():
+            print(f"{rid}: report {page}")
     if not result.scores.empty:
         print(summary_table(result.scores))
     for river, msg in result.failures.items():
@@ -261,24 +264,31 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
+    """Champion–challenger promotion; when the two versions were judged on different
+    backtests both are re-scored on one hold-out of stored data (default: the challenger's
+    training window)."""
     from forecast.modelling import registry
-    from forecast.storage.repository import audit
+    from forecast.training import promote_river
 
-    msg = registry.promote(settings.models_dir, args.river, args.version, at=_now(),
-                           force=args.force)
-    audit(_engine(settings), at=_now(), actor=args.actor, action="promote",
-          target=f"{args.river}/{args.version}", details={"message": msg, "force": args.force})
+    catalogue = load_catalogue(settings.catalogue)
+    if args.river not in catalogue.ids:
+        raise ConfigError(f"unknown river {args.river!r}; known: {', '.join(catalogue.ids)}")
+    challenger, _ = registry.load_version(settings.models_dir, args.river, args.version)
+    w0, w1 = (datetime.fromisoformat(t) for t in challenger.manifest["training_window"])
+    end = _utc(args.end) if args.end else w1
+    days = args.days if args.days else (w1 - w0).total_seconds() / 86400.0
+    msg = promote_river(_engine(settings), catalogue.river(args.river), args.version, end=end,
+                        days=days, models_root=settings.models_dir, now=_now(),
+                        force=args.force, actor=args.actor)
     print(msg)
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from forecast.modelling import registry
-    from forecast.storage.repository import audit
 
-    version = registry.rollback(settings.models_dir, args.river, at=_now())
-    audit(_engine(settings), at=_now(), actor=args.actor, action="rollback",
-          target=f"{args.river}/{version}", details={})
+    version = registry.rollback(settings.models_dir, args.river, at=_now(),
+                                engine=_engine(settings), actor=args.actor)
     print(f"{args.river}: champion is again {version}")
     return 0
 
@@ -368,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--future-rain", required=True, choices=["none", "perfect", "archive"])
     s.add_argument("--rain-forecasts", help="archive mode: issued rain forecasts CSV")
     s.add_argument("--out", required=True, help="FORECASTS.csv to write")
+    s.add_argument("--report-dir", help="also write an HTML report per river here "
+                   "(DIR/<river>/index.html: event hydrographs, metrics vs baselines)")
     s.add_argument("--models", default="lgbm,persistence,ar2,sarimax",
                    help="models to run and score (our model is written to --out)")
     s.set_defaults(func=cmd_backtest)
@@ -392,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("river")
     s.add_argument("version")
     s.add_argument("--force", action="store_true", help="skip the comparison (audited)")
+    s.add_argument("--end", help="end of the re-scoring hold-out window, UTC "
+                   "(default: end of the challenger's training window)")
+    s.add_argument("--days", type=float, default=None,
+                   help="length of that window (default: the challenger's)")
     s.add_argument("--actor", default="cli", help="who promotes (audit log)")
     s.set_defaults(func=cmd_promote)
 

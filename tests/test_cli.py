@@ -121,3 +121,23 @@ def test_train_writes_report_and_registers(env: Path, monkeypatch: pytest.Monkey
     assert len(pages) == 1 and "koto" in pages[0].read_text(encoding="utf-8").lower()
     assert main(["models", "--river", "koto"]) == 0
     assert "koto" in capsys.readouterr().out
+    v1 = pages[0].parent.name
+    assert main(["promote", "koto", v1]) == 0
+    assert "first champion" in capsys.readouterr().out
+    # a challenger judged on another window: the CLI re-scores both on one hold-out
+    assert main(["train", "--river", "koto", "--end", "2024-07-10T03:00Z", "--days", "90"]) == 0
+    v2 = capsys.readouterr().out.split("registered ")[1].split()[0]
+    assert v2 != v1
+    code = main(["promote", "koto", v2, "--actor", "tester"])
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert "re-scored" in out and f"{v2} is champion" in out
+        assert main(["rollback", "koto"]) == 0
+        assert f"champion is again {v1}" in capsys.readouterr().out
+    else:   # refused: both figures and the reason are in the message
+        assert code == 1 and "re-scored" in err and "worse than champion" in err
+    engine = create_engine(load_settings().db_url)
+    with engine.connect() as conn:
+        actions = [r[0] for r in conn.exec_driver_sql(
+            "SELECT action FROM audit_log ORDER BY id").fetchall()]
+    assert "model.promote" in actions

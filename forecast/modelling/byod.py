@@ -45,8 +45,9 @@ from forecast.errors import ForecastError, InputFileError, InsufficientDataError
 from forecast.features import FUTURE_RAIN_MODES, LEADS, FutureRain, river_hourly
 from forecast.frames import LEVEL, RAIN, RELEASE
 from forecast.modelling.backtest import Fold, backtest_river, fold_test_times
-from forecast.modelling.lgbm import LgbmSettings
+from forecast.modelling.lgbm import LgbmSettings, with_transform
 from forecast.modelling.metrics import attach_observed, event_windows, lead_scores
+from forecast.modelling.report import BacktestRun, write_report
 
 OUT_COLUMNS = ("river_id", "issued_at", "valid_at", "horizon_h", "level", "q10", "q50", "q90")
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
@@ -58,7 +59,8 @@ class BacktestResult:
 
     ``forecasts``: the FORECASTS.csv rows (our model); ``all_forecasts``: every model with
     ``fold`` and ``model`` columns; ``scores``: ``metrics.lead_scores`` per river (``river_id``
-    column); ``failures``: river id -> message for rivers that could not be backtested.
+    column); ``failures``: river id -> message for rivers that could not be backtested;
+    ``runs``: river id -> what its HTML report is made from (``write_reports``).
     """
 
     forecasts: pd.DataFrame
@@ -66,6 +68,7 @@ class BacktestResult:
     scores: pd.DataFrame
     failures: dict[str, str] = field(default_factory=dict)
     out_path: Path | None = None
+    runs: dict[str, BacktestRun] = field(default_factory=dict)
 
 
 def _read_csv(path: Path, required: Sequence[str], *, alternatives: Sequence[str] = ()
@@ -210,7 +213,7 @@ def read_rain_forecasts(path: str | Path, cat: Catalogue) -> pd.DataFrame:
 def _river_backtest(river: River, obs: pd.DataFrame, folds: Sequence[Fold], folds_path: str,
                     future_rain: FutureRain, vintages: pd.DataFrame | None,
                     models: Sequence[str], settings: LgbmSettings | None
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    ) -> tuple[BacktestRun, pd.DataFrame]:
     hourly = river_hourly(obs, river)
     for i, f in enumerate(folds):
         if not len(fold_test_times(hourly, f)):
@@ -220,12 +223,14 @@ def _river_backtest(river: River, obs: pd.DataFrame, folds: Sequence[Fold], fold
                 "or drop the fold", file=folds_path, row=i + 2)
     hw = river.thresholds.ladder()[0][1]
     fc = backtest_river(hourly, folds, river_id=river.id, high_water_m=hw,
-                        future_rain=future_rain, vintages=vintages, settings=settings,
+                        future_rain=future_rain, vintages=vintages,
+                        settings=with_transform(settings, river.target_transform),
                         models=models)
     paired = attach_observed(fc, hourly[LEVEL])
     scores = lead_scores(paired, event_windows(hourly[LEVEL], hw), hw)
     scores.insert(0, "river_id", river.id)
-    return fc, scores
+    return BacktestRun(river=river, hourly=hourly, forecasts=fc, threshold_m=hw,
+                       future_rain=future_rain), scores
 
 
 def run_backtest_files(
@@ -262,7 +267,7 @@ def run_backtest_files(
     vintages = (read_rain_forecasts(rain_forecasts_path, cat)
                 if mode == "archive" and rain_forecasts_path is not None else None)
     long_obs = _observations(obs, rain, cat)
-    fcs: list[pd.DataFrame] = []
+    runs: dict[str, BacktestRun] = {}
     scores: list[pd.DataFrame] = []
     failures: dict[str, str] = {}
     errors: list[ForecastError] = []
@@ -273,24 +278,40 @@ def run_backtest_files(
             continue
         say(f"river {river.id}: backtesting {len(folds)} fold(s), future rain {mode}")
         try:
-            fc, sc = _river_backtest(river, long_obs, folds, str(folds_path), mode, vintages,
-                                     models, settings)
+            run, sc = _river_backtest(river, long_obs, folds, str(folds_path), mode, vintages,
+                                      models, settings)
         except ForecastError as exc:
             failures[river.id] = str(exc)
             errors.append(exc)
             say(f"river {river.id}: FAILED: {exc}")
             continue
-        fcs.append(fc)
+        runs[river.id] = run
         scores.append(sc)
-    if not fcs:
+    if not runs:
         raise errors[0]
-    all_fc = pd.concat(fcs, ignore_index=True)
+    all_fc = pd.concat([r.forecasts for r in runs.values()], ignore_index=True)
     ours = all_fc[all_fc["model"] == "lgbm"].loc[:, list(OUT_COLUMNS)].reset_index(drop=True)
-    result = BacktestResult(ours, all_fc, pd.concat(scores, ignore_index=True), failures)
+    result = BacktestResult(ours, all_fc, pd.concat(scores, ignore_index=True), failures,
+                            runs=runs)
     if out_path is not None:
         write_forecasts(ours, out_path)
         result.out_path = Path(out_path)
     return result
+
+
+def write_reports(result: BacktestResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write one HTML report per backtested river into ``out_dir/<river>/`` (hydrographs of
+    each flood event, metric tables per lead against the baselines; ``report.write_report``).
+    Returns river id -> its ``index.html``; ``InputFileError`` when a directory is not
+    writable."""
+    pages: dict[str, Path] = {}
+    for rid, run in result.runs.items():
+        try:
+            pages[rid] = write_report(run, Path(out_dir) / rid)
+        except OSError as exc:
+            raise InputFileError(f"cannot write the report of river {rid} ({exc.strerror})",
+                                 file=str(Path(out_dir) / rid)) from exc
+    return pages
 
 
 def write_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
@@ -305,4 +326,4 @@ def write_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
 
 
 __all__ = ["LEADS", "OUT_COLUMNS", "BacktestResult", "read_folds", "read_rain_forecasts",
-           "read_series", "run_backtest_files", "write_forecasts"]
+           "read_series", "run_backtest_files", "write_forecasts", "write_reports"]

@@ -203,3 +203,24 @@ def test_archive_mode_reads_rain_forecasts(files, tmp_path):
     with pytest.raises(InputFileError, match="offset") as exc:
         read_rain_forecasts(bad, load_catalogue(CAT))
     assert exc.value.row == 2
+
+
+def test_cli_backtest_writes_forecasts_and_html_reports(files, tmp_path, capsys):
+    from forecast.cli import main
+
+    _d, obs, rain, folds = files
+    out, reports = tmp_path / "fc.csv", tmp_path / "reports"
+    assert main(["backtest", "--catalogue", str(CAT), "--observations", str(obs), "--rain",
+                 str(rain), "--folds", str(folds), "--future-rain", "perfect", "--out", str(out),
+                 "--models", "lgbm,persistence", "--report-dir", str(reports)]) == 0
+    assert tuple(pd.read_csv(out).columns) == OUT_COLUMNS
+    page = reports / "koto" / "index.html"
+    assert f"koto: report {page}" in capsys.readouterr().out
+    html = page.read_text(encoding="utf-8")
+    # the test week holds the 07-08..10 rise above 3.80 m: at least one event hydrograph
+    events = sorted(page.parent.glob("event_*.png"))
+    assert events and all(e.name in html for e in events)
+    assert "persistence" in html and "SIMULATED" not in html
+    scores = pd.read_csv(page.parent / "scores.csv")
+    assert set(scores["model"]) == {"lgbm", "persistence"}
+    assert set(scores["horizon_h"]) == {1, 2, 3, 4, 5, 6}
