@@ -197,6 +197,8 @@ class River(_Strict):
     upstream_gauges: tuple[str, ...] = ()   # codes of gauges (of this or other rivers)
     qc: QCLimits = QCLimits()
     simulation: dict[str, float] = Field(default_factory=dict)  # tank-model parameter overrides
+    # model target space: "log" for flow-like series (m3/s); unset = the training settings' own
+    target_transform: Literal["none", "log"] | None = None
     provisional: bool = False
     notes: str = ""
 

@@ -237,6 +237,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     catalogue = load_catalogue(settings.catalogue)
     end = _utc(args.end) if args.end else _now().replace(minute=0, second=0, microsecond=0)
     rivers = None if args.all else [args.river]
+    if args.pooled and args.no_backtest:
+        raise ConfigError("--pooled chooses between the pooled and the own model by backtest; "
+                          "drop --no-backtest")
     if rivers and rivers[0] not in catalogue.ids:
         raise ConfigError(f"unknown river {args.river!r}; known: {', '.join(catalogue.ids)}")
     total = len(catalogue.rivers) if rivers is None else 1
@@ -244,12 +247,14 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     report = train_all(_engine(settings), catalogue, end=end, days=args.days,
                        models_root=settings.models_dir, now=_now(), judge=not args.no_backtest,
                        rivers=rivers, progress=lambda _r: bar.update(),
-                       report_dir=Path(args.report_dir) if args.report_dir else None)
+                       report_dir=Path(args.report_dir) if args.report_dir else None,
+                       pooled=args.pooled)
     bar.close()
     for rid, v in report.versions.items():
         rm = v.event_rmse
         print(f"{rid}: registered {v.version}"
-              + (f" (event RMSE 3–6 h {rm:.3f} m)" if rm is not None else ""))
+              + (f" (event RMSE 3–6 h {rm:.3f} m)" if rm is not None else "")
+              + (f"; {report.choices[rid]}" if rid in report.choices else ""))
     for rid, msg in report.failed.items():
         print(f"FAILED {rid}: {msg}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -392,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=float, default=365.0, help="length of the training window")
     s.add_argument("--no-backtest", action="store_true",
                    help="skip the judging backtest (promotion then needs --force)")
+    s.add_argument("--pooled", action="store_true",
+                   help="also train one pooled model on all rivers; rivers with under a year "
+                   "of level data (or no model of their own) get it where it backtests better")
     s.add_argument("--report-dir", help="write each river's backtest HTML report here "
                    "(<dir>/<river>/<version>/index.html)")
     s.set_defaults(func=cmd_train)

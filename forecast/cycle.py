@@ -4,7 +4,10 @@
 with observation time ≤ T (and rain vintages issued ≤ T), and stores each forecast with its
 lineage (model version and variant, input cut-off, which inputs were used or missing). A river
 that fails (no model, no recent level, a broken model) is recorded in the cycle's outcomes and
-the other rivers go on. The scheduler, the CLI and the demo/replay all call this function.
+the other rivers go on. A crisis gauge at or below its start level is no missing level: the
+river frame gives it the start level (``features`` module docstring), the forecast is issued
+and its lineage says ``level_censored: yes``. The scheduler, the CLI and the demo/replay all
+call this function.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue, River
 from forecast.errors import CycleError, ForecastError
-from forecast.features import build_features, river_hourly
+from forecast.features import CENSORED, build_features, river_hourly
 from forecast.modelling.lgbm import LeadModels
 from forecast.storage import repository
 from forecast.storage.observations import read_observations
@@ -74,8 +77,8 @@ def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame, issue
     X = build_features(hourly, [issued], future_rain="archive", vintages=vintages,
                        catchment_id=river.id)
     if not np.isfinite(X["level_m"].iloc[0]):
-        kind = " (a crisis gauge reports rarely below its start level)" \
-            if river.gauge.kind == "crisis" else ""
+        kind = (" (crisis gauge: silent without a recent reading near or below its start "
+                "level, so not read as low water)") if river.gauge.kind == "crisis" else ""
         raise CycleError(f"river {river.id}: no level reading at {river.primary_gauge} in the "
                          f"30 min before {issued:%Y-%m-%d %H:%M}Z{kind}")
     pred = models.predict(X)
@@ -87,6 +90,8 @@ def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame, issue
         "forecast_rain": "ok" if X.filter(like="rain_fc_").notna().all(axis=None) else "missing",
         "rain_gauges": "ok" if np.isfinite(X["rain_1h"].iloc[0]) else "missing",
         "level_at": last_level.isoformat(),
+        # a crisis gauge at or below its start level: the level used is that start level
+        "level_censored": "yes" if X[CENSORED].iloc[0] > 0 else "no",
     }
     fc = pred.assign(
         river_id=river.id, issued_at=issued, model_version=version,

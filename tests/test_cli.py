@@ -113,6 +113,8 @@ def test_train_writes_report_and_registers(env: Path, monkeypatch: pytest.Monkey
     assert main(["simulate", "--start", "2024-03-01", "--end", "2024-07-10T04:00Z",
                  "--seed", "5"]) == 0
     reports = env / "reports"
+    assert main(["train", "--all", "--pooled", "--no-backtest"]) == 2
+    assert "drop --no-backtest" in capsys.readouterr().err
     assert main(["train", "--river", "koto", "--end", "2024-07-10T03:00Z", "--days", "100",
                  "--report-dir", str(reports)]) == 0
     out = capsys.readouterr().out

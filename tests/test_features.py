@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forecast.catalogue import load_catalogue
+from forecast.catalogue import Gauge, River, load_catalogue
 from forecast.errors import FrameError
 from forecast.features import (
+    CENSORED,
     FC_RAIN_FEATURES,
     archive_rain,
     build_features,
@@ -132,3 +133,73 @@ def test_targets_and_issue_time_checks():
         build_features(hourly, [T0 + pd.Timedelta(minutes=30)])
     with pytest.raises(FrameError):
         build_features(hourly, [T0], future_rain="archive")
+
+
+# A crisis primary gauge (itaya, start 0.90 m) with an upstream crisis gauge (start 1.00 m).
+CRISIS_RIVER = River.model_validate({
+    **load_catalogue("config/rivers.yaml").river("itaya").model_dump(),
+    "gauges": (*load_catalogue("config/rivers.yaml").river("itaya").gauges,
+               Gauge(code="UPC", name_ja="上流", lat=33.9, lon=135.97, kind="crisis",
+                     start_level_m=1.0)),
+    "upstream_gauges": ("UPC",)})
+
+
+def _crisis_obs(seed: int) -> pd.DataFrame:
+    """Crisis-gauge readings as delivered: every 10 min at or above the start level, a daily
+    heartbeat below it, plus random gaps, BELOW_START rows and unusable flags."""
+    rng = np.random.default_rng(seed)
+    t10 = pd.date_range(T0, periods=N_H * 6, freq="10min", tz="UTC")
+    parts = []
+    for code, start in ((CRISIS_RIVER.primary_gauge, 0.9), ("UPC", 1.0)):
+        lvl = start - 0.1 + np.cumsum(rng.normal(0, 0.03, len(t10)))
+        keep = (lvl >= start) | (np.arange(len(t10)) % 144 == int(rng.integers(0, 144)))
+        keep &= rng.random(len(t10)) > 0.05
+        flag = rng.choice([int(Flag.GOOD), int(Flag.DOUBTFUL), int(Flag.UNRELIABLE),
+                           int(Flag.MISSING), int(Flag.BELOW_START)], len(t10),
+                          p=[0.85, 0.05, 0.03, 0.03, 0.04])
+        parts.append(pd.DataFrame({"station_id": code, "variable": "level_m", "time": t10,
+                                   "value": lvl, "flag": flag})[keep])
+    th = pd.date_range(T0, periods=N_H, freq="h", tz="UTC")
+    for g in CRISIS_RIVER.rain_gauges:
+        parts.append(pd.DataFrame({"station_id": g.code, "variable": "rain_mm", "time": th,
+                                   "value": rng.gamma(0.3, 5, len(th)), "flag": 0}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _crisis_features(obs: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
+    hourly = river_hourly(obs, CRISIS_RIVER, start=T0, end=T0 + pd.Timedelta(hours=N_H - 1))
+    return build_features(hourly, [t])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(50, N_H - 10), drop=st.floats(0, 1))
+def test_no_leakage_with_censored_crisis_gauges(seed, k, drop):
+    """Censoring looks back only: changing, dropping or adding readings after T (any flag,
+    BELOW_START included) moves neither the level, the censoring marks nor any feature at T."""
+    obs = _crisis_obs(seed % 7)
+    t = T0 + pd.Timedelta(hours=k)
+    base = _crisis_features(obs, t)
+    assert {CENSORED, "up_UPC_censored"} <= set(base.columns)
+    rng = np.random.default_rng(seed)
+    fut = (obs["time"] > t).to_numpy()
+    obs2 = obs.copy()
+    obs2.loc[fut, "value"] = rng.uniform(0.0, 3.0, fut.sum())
+    obs2.loc[fut, "flag"] = rng.integers(0, int(max(Flag)) + 1, fut.sum())
+    obs2 = obs2[~fut | (rng.random(len(obs2)) > drop)]
+    extra = obs.iloc[:3].assign(time=t + pd.Timedelta(minutes=10), value=2.5, flag=0)
+    after = _crisis_features(pd.concat([obs2, extra], ignore_index=True), t)
+    pd.testing.assert_frame_equal(base, after)
+
+
+def test_censored_marks_reach_the_features():
+    obs = _crisis_obs(3)
+    hourly = river_hourly(obs, CRISIS_RIVER, start=T0, end=T0 + pd.Timedelta(hours=N_H - 1))
+    X = build_features(hourly, hourly.index)
+    assert X[CENSORED].isin([0.0, 1.0]).all() and 0 < X[CENSORED].sum() < len(X)
+    pd.testing.assert_series_equal(X[CENSORED], hourly[CENSORED], check_names=False,
+                                   check_index=False)
+    assert (X.loc[X[CENSORED] == 1.0, "level_m"] == 0.9).all()
+    # frames without censoring columns (telemetry rivers, registry checks) get zeros
+    plain = build_features(hourly.drop(columns=[CENSORED, "up_UPC_censored"]), hourly.index)
+    assert list(plain.columns) == list(X.columns)
+    assert (plain[CENSORED] == 0.0).all() and (plain["up_UPC_censored"] == 0.0).all()

@@ -3,6 +3,7 @@ cycle, reported; a river without data is reported and the others go on."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,10 +11,11 @@ import pandas as pd
 import pytest
 from sqlalchemy.engine import Engine
 
-from forecast.catalogue import load_catalogue
+from forecast.catalogue import Catalogue, load_catalogue
 from forecast.cycle import run_cycle
-from forecast.errors import RegistryError
+from forecast.errors import ManifestError, RegistryError
 from forecast.modelling import registry
+from forecast.modelling.pooled import PooledLeadModels
 from forecast.simulate import simulate
 from forecast.storage.observations import upsert_observations
 from forecast.storage.repository import list_model_versions, upsert_rain_vintages
@@ -92,3 +94,55 @@ def test_river_without_data_is_reported(engine: Engine, tmp_path: Path) -> None:
     cat = load_catalogue(ROOT / "config" / "reference_rivers.yaml")
     report = train_all(engine, cat, end=END, days=30, models_root=tmp_path, now=NOW)
     assert set(report.failed) == {"koto"} and not report.versions
+
+
+def test_pooled_model_chosen_for_a_short_record_and_forecasts(engine: Engine,
+                                                              tmp_path: Path) -> None:
+    full = load_catalogue(ROOT / "config" / "rivers.yaml")
+    cat = Catalogue(name="two rivers", rivers=(full.river("karei"), full.river("kaizo")))
+    sim = simulate(cat, datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 7, 10, 4, tzinfo=UTC),
+                   seed=7)
+    obs = sim.observations.drop(columns=["received_at"])
+    # kaizo's level gauge was installed 12 days ago: too short for a model of its own
+    short = cat.river("kaizo").primary_gauge
+    installed = pd.Timestamp(END) - pd.Timedelta(days=12)
+    obs = obs[(obs["station_id"] != short) | (obs["time"] >= installed)]
+    upsert_observations(engine, obs, source="simulated", now=NOW)
+    upsert_rain_vintages(engine, sim.rain_forecasts, now=NOW)
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    # without the pool kaizo cannot be trained
+    alone = train_all(engine, cat, end=END, days=100, models_root=models, now=NOW,
+                      rivers=["kaizo"])
+    assert "kaizo" in alone.failed and "usable training rows" in alone.failed["kaizo"]
+    rep = train_all(engine, cat, end=END, days=100, models_root=models, now=NOW,
+                    pooled=True, short_record_h=60 * 24, report_dir=reports)
+    assert not rep.failed and set(rep.versions) == {"karei", "kaizo"}
+    assert "karei" not in rep.choices          # a long record keeps its own model
+    assert rep.choices["kaizo"].startswith("pooled model")
+    mk = rep.versions["kaizo"].manifest
+    assert mk["pooled"]["rivers"] == ["karei", "kaizo"] and mk["upstream"] == []
+    assert mk["pooled"]["attributes"]["area_km2"] == cat.river("kaizo").catchment.area_km2
+    assert "attr_threshold_m" in mk["features"] and "pooled" not in rep.versions["karei"].manifest
+    # judged on the same folds as an own model would be, with the baselines beside it
+    assert mk["backtest"]["spec"]["folds"] == rep.versions["karei"].manifest["backtest"]["spec"][
+        "folds"]
+    assert set(mk["backtest"]["baselines"]) == set()   # no own run → no baseline forecasts
+    assert (reports / "kaizo" / rep.versions["kaizo"].version / "index.html").exists()
+    for rid, v in rep.versions.items():
+        registry.promote(models, rid, v.version, at=NOW)
+    _, loaded = registry.load_version(models, "kaizo", rep.versions["kaizo"].version)
+    assert isinstance(loaded, PooledLeadModels)
+    cycle = run_cycle(engine, cat, END, models=lambda r: registry.load_champion(models, r),
+                      now=NOW, rain_product="simulated_forecast")
+    fc = cycle.forecasts[cycle.forecasts["river_id"] == "kaizo"]
+    assert sorted(fc["horizon_h"]) == [1, 2, 3, 4, 5, 6]
+    assert set(fc["model_version"]) == {rep.versions["kaizo"].version}
+    assert fc[["q10", "q50", "q90"]].notna().all(axis=None)
+    assert (fc["q10"] <= fc["q50"]).all() and (fc["q50"] <= fc["q90"]).all()
+    # a pooled manifest without the river's attributes is refused
+    mpath = rep.versions["kaizo"].path / "manifest.json"
+    m = json.loads(mpath.read_text(encoding="utf-8"))
+    del m["pooled"]["attributes"]
+    mpath.write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(ManifestError, match="attributes"):
+        registry.load_version(models, "kaizo", rep.versions["kaizo"].version)

@@ -91,10 +91,25 @@ def event_windows(level: pd.Series, threshold_m: float, pad_h: int = EVENT_PAD_H
     return pd.Series(ids, index=level.index, dtype="int64")
 
 
-def attach_observed(forecasts: pd.DataFrame, level: pd.Series) -> pd.DataFrame:
-    """Forecast frame plus ``obs`` = observed level (m) at ``valid_at`` (NaN if unknown)."""
+def attach_observed(forecasts: pd.DataFrame, level: pd.Series,
+                    censored: pd.Series | None = None) -> pd.DataFrame:
+    """Forecast frame plus ``obs`` = observed level (m) at ``valid_at`` (NaN if unknown).
+
+    A left-censored level (crisis gauge at or below its start level; the river frame holds the
+    start level there) is no measurement, so ``obs`` is NaN there and the pair is not scored:
+    where ``censored`` (0/1 series on the level's index, e.g. the river frame's
+    ``level_censored``) is 1 at ``valid_at``, or where the forecasts' ``obs_censored`` column
+    (``backtest.backtest_river``) is true.
+    """
     out = forecasts.copy()
-    out["obs"] = level.reindex(pd.DatetimeIndex(out["valid_at"])).to_numpy()
+    valid = pd.DatetimeIndex(out["valid_at"])
+    obs = level.reindex(valid).to_numpy(dtype="float64")
+    mask = np.zeros(len(out), dtype=bool)
+    if "obs_censored" in out.columns:
+        mask |= out["obs_censored"].fillna(False).to_numpy(dtype=bool)
+    if censored is not None:
+        mask |= censored.reindex(valid).fillna(0.0).to_numpy(dtype="float64") > 0
+    out["obs"] = np.where(mask, np.nan, obs)
     return out
 
 

@@ -1,4 +1,6 @@
-"""Conformal P10/P50/P90 bands around a point forecast of the level change (m).
+"""Conformal P10/P50/P90 bands around a point forecast of the level change (m; with the log
+target transform of ``lgbm`` every change, residual and sigma here is in log units, and the
+floor ``SIGMA_FLOOR_M`` is then a relative 0.2 %).
 
 Quantile boosters (four per lead and variant) were slow and under-covered floods; the band
 is now built from the point forecast's own errors (split-conformal, normalised scores):

@@ -43,6 +43,7 @@ from forecast.errors import ManifestError, RegistryError
 from forecast.features import FUTURE_RAIN_MODES, FutureRain, build_features
 from forecast.modelling import persist
 from forecast.modelling.lgbm import LeadModels, LgbmSettings
+from forecast.modelling.pooled import ATTRIBUTE_COLUMNS, PooledLeadModels, pool_columns_of
 from forecast.storage import repository
 
 MANIFEST_FORMAT = 1
@@ -87,6 +88,17 @@ def _score(backtest: Mapping[str, Any]) -> tuple[float | None, str]:
     if ev is not None:
         return ev, "event RMSE"
     return _mean_judged(backtest.get("rmse", {})), "all-hours RMSE"
+
+
+def compare_backtests(a: Mapping[str, Any], b: Mapping[str, Any]
+                      ) -> tuple[float | None, float | None, str]:
+    """Scores of two backtest sections judged on the same folds, like with like: mean event
+    RMSE over leads 3–6 h when both have one, else mean all-hours RMSE; (a, b, basis)."""
+    (sa, basis), (sb, basis_b) = _score(a), _score(b)
+    if basis != basis_b:
+        basis = "all-hours RMSE"
+        sa, sb = _mean_judged(a.get("rmse", {})), _mean_judged(b.get("rmse", {}))
+    return sa, sb, basis
 
 
 # ------------------------------------------------------------------ provenance helpers
@@ -146,14 +158,17 @@ def register(root: Path, river_id: str, models: LeadModels, *, created_at: datet
              window: tuple[datetime, datetime], data_sha256: str,
              backtest: Mapping[str, Any], future_rain: FutureRain | None = None,
              upstream: Sequence[str] | None = None, source: str = "",
-             engine: Engine | None = None, actor: str = "forecast") -> Version:
+             engine: Engine | None = None, actor: str = "forecast",
+             pooled: Mapping[str, Any] | None = None) -> Version:
     """Save ``models`` as a new candidate version of ``river_id``; returns it.
 
     ``backtest``: ``{"spec": {...}, "rmse_event": {lead: m}, "rmse": {...}, ...}`` from the
     judging backtest. ``future_rain`` and ``upstream`` (codes) say how the features were built,
     so loading can check them against the code; ``source`` names the data source
     (``simulated`` labels reports). With ``engine`` the version is also recorded in the
-    database (status candidate) and the audit log.
+    database (status candidate) and the audit log. ``pooled`` (``{"rivers": [...],
+    "attributes": {"area_km2", "threshold_m"}}``) marks a pooled model across rivers (a
+    ``pooled.PooledLeadModels``; no upstream inputs); loading binds it to those attributes.
     """
     version = f"{created_at:%Y%m%dT%H%M%SZ}-{data_sha256[:8]}"
     river_dir = Path(root) / river_id
@@ -174,6 +189,8 @@ def register(root: Path, river_id: str, models: LeadModels, *, created_at: datet
         "lightgbm_version": lgb.__version__, "git_commit": _git_commit(),
         "backtest": _jsonable(backtest),
     }
+    if pooled is not None:
+        manifest["pooled"] = _jsonable(pooled)
     # write under a hidden temporary name, then rename: readers never see half a version
     tmp = river_dir / f".tmp-{version}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -221,11 +238,23 @@ def check_manifest(path: Path, manifest: Mapping[str, Any], river_id: str,
                             f"{manifest.get('version')}; the directory was moved or edited")
     stored = list(manifest.get("features") or [])
     wanted: list[tuple[str, Sequence[str]]] = []
-    if manifest.get("future_rain") is not None and manifest.get("upstream") is not None:
-        wanted.append(("the feature code builds",
-                       expected_features(manifest["upstream"], manifest["future_rain"])))
-    if features is not None:
-        wanted.append(("the caller expects", features))
+    if manifest.get("pooled"):
+        # a pooled model reads the river's rows without upstream inputs, plus its attributes
+        if not isinstance(manifest["pooled"].get("attributes"), dict):
+            raise ManifestError(f"{path}: pooled model without river attributes; {hint}")
+        if manifest.get("future_rain") is not None:
+            wanted.append(("the feature code builds (pooled)", [
+                *pool_columns_of(expected_features([], manifest["future_rain"])),
+                *ATTRIBUTE_COLUMNS]))
+        if features is not None:
+            wanted.append(("the caller expects (pooled)",
+                           [*pool_columns_of(features), *ATTRIBUTE_COLUMNS]))
+    else:
+        if manifest.get("future_rain") is not None and manifest.get("upstream") is not None:
+            wanted.append(("the feature code builds",
+                           expected_features(manifest["upstream"], manifest["future_rain"])))
+        if features is not None:
+            wanted.append(("the caller expects", features))
     for label, exp in wanted:
         if list(exp) != stored:
             extra, lacking = sorted(set(stored) - set(exp)), sorted(set(exp) - set(stored))
@@ -246,6 +275,10 @@ def load_version(root: Path, river_id: str, version: str, *,
     if list(models.features) != list(manifest.get("features", [])):
         raise ManifestError(f"{path}: the manifest's feature list does not match the model "
                             f"files; {_hint(river_id)}")
+    if manifest.get("pooled"):
+        attrs = manifest["pooled"]["attributes"]
+        models = PooledLeadModels.for_river(models, area_km2=float(attrs["area_km2"]),
+                                            threshold_m=float(attrs["threshold_m"]))
     return Version(river_id, version, path, manifest), models
 
 

@@ -10,7 +10,9 @@ Writes into ``out_dir``:
   above the event threshold +/- ``metrics.EVENT_PAD_H``);
 * ``scores.csv`` (per model and lead: RMSE, MAE, NSE, KGE on all hours and in event windows,
   band coverage, skill vs persistence), ``peaks.csv`` (peak and timing errors per event),
-  ``thresholds.csv`` (POD/FAR/CSI per threshold and lead) and ``forecasts.csv``.
+  ``thresholds.csv`` (POD/FAR/CSI per threshold and lead), ``warnings.csv`` (first-warning
+  lead time per threshold: observed up-crossings, how many were forecast in advance, median
+  and minimum lead) and ``forecasts.csv``.
 
 Times on the page and the plots are JST (what staff read); files keep UTC. Threshold names are
 the official Japanese ones (``catalogue.THRESHOLD_LABELS``); the plots use them when a CJK font
@@ -73,6 +75,7 @@ class Scores:
     peaks: pd.DataFrame
     thresholds: pd.DataFrame
     events: pd.Series
+    warnings: pd.DataFrame   # per threshold and model: crossings, warned, median lead (h)
 
 
 def score(run: BacktestRun) -> Scores:
@@ -85,7 +88,27 @@ def score(run: BacktestRun) -> Scores:
     tables = [metrics.contingency(paired, v).assign(threshold=n)
               for n, v in run.river.thresholds.ladder()]
     thresholds = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    return Scores(leads, peaks, thresholds, events)
+    return Scores(leads, peaks, thresholds, events, _warnings(run, paired))
+
+
+def _warnings(run: BacktestRun, paired: pd.DataFrame) -> pd.DataFrame:
+    """First-warning lead time per threshold and model over the observed up-crossings in the
+    test span: ``crossings``, ``warned`` (forecast at or above it before the crossing) and the
+    median and minimum lead (h; a missed crossing counts 0)."""
+    level = run.hourly[LEVEL]
+    t0, t1 = paired["issued_at"].min(), paired["valid_at"].max()
+    span = level[(level.index > t0) & (level.index <= t1)]
+    rows = []
+    for name, v in run.river.thresholds.ladder():
+        w = metrics.first_warning_lead(paired, span, v)
+        for model, g in w.groupby("model"):
+            lead = g["warning_lead_h"]
+            rows.append({"threshold": name, "threshold_m": v, "model": model,
+                         "crossings": len(g), "warned": int((lead > 0).sum()),
+                         "median_lead_h": float(lead.median()),
+                         "min_lead_h": float(lead.min())})
+    return pd.DataFrame(rows, columns=["threshold", "threshold_m", "model", "crossings",
+                                       "warned", "median_lead_h", "min_lead_h"])
 
 
 def _cjk_font() -> str | None:
@@ -189,6 +212,7 @@ def write_report(result: BacktestRun, out_dir: str | Path) -> Path:
     sc.leads.to_csv(out / "scores.csv", index=False)
     sc.peaks.to_csv(out / "peaks.csv", index=False)
     sc.thresholds.to_csv(out / "thresholds.csv", index=False)
+    sc.warnings.to_csv(out / "warnings.csv", index=False)
     fc.to_csv(out / "forecasts.csv", index=False)
     leads = sorted(int(h) for h in sc.leads["horizon_h"].unique()) if len(sc.leads) else []
     per_lead = [{"lead": h, "table": _table(sc.leads[sc.leads["horizon_h"] == h],
@@ -205,6 +229,8 @@ def write_report(result: BacktestRun, out_dir: str | Path) -> Path:
         if "fold" in fc.columns else [], ladder=ladder, per_lead=per_lead, events=events,
         thresholds=_table(sc.thresholds, ["threshold", "model", "horizon_h", "hits", "misses",
                                           "false_alarms", "pod", "far", "csi"]),
+        warnings=_table(sc.warnings, ["threshold", "threshold_m", "model", "crossings", "warned",
+                                      "median_lead_h", "min_lead_h"]),
         lead_h=DISPLAY_LEAD_H)
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")

@@ -1,14 +1,16 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.errors import InsufficientDataError, ManifestError
+from forecast.errors import InsufficientDataError, ManifestError, ModelError
 from forecast.features import FC_RAIN_FEATURES, build_features, targets
-from forecast.modelling.lgbm import LeadModels, LgbmSettings
+from forecast.modelling.lgbm import LeadModels, LgbmSettings, with_transform
 from forecast.modelling.persist import load, save
 from forecast.modelling.pooled import train_pooled
 
-from .synth import synthetic_hourly
+from .synth import synthetic_flow, synthetic_hourly
 
 SET = LgbmSettings(leads=(1, 3), num_rounds=80, early_stopping_rounds=15)
 
@@ -191,3 +193,124 @@ def test_pooled_model_trains_and_predicts():
     X0 = parts["r0"][0].iloc[-5:].assign(attr_area_km2=10.0, attr_threshold_m=1.5)
     X0["level_rel_m"] = X0["level_m"] - 1.5
     assert lm.predict(X0)["q50"].notna().all()
+
+
+# ---------------------------------------------------------------- log target transform
+LOG = LgbmSettings(leads=(1, 3), num_rounds=80, early_stopping_rounds=15, transform="log")
+
+
+def _flow_split(seed: int = 0):
+    h = synthetic_flow(2000, seed=seed)
+    X = build_features(h, h.index, future_rain="perfect")
+    Y = targets(h, h.index)
+    tr = X.index < h.index[1500]
+    return h, X[tr], Y[tr], X[~tr].dropna(subset=["level_m"])
+
+
+@pytest.fixture(scope="module")
+def flow_models():
+    h, X, Y, Xt = _flow_split()
+    hw = float(h["level_m"].quantile(0.9))
+    log = LeadModels.train(X, Y, high_water_m=hw, settings=LOG, name="flow")
+    raw = LeadModels.train(X, Y, high_water_m=hw,
+                           settings=LgbmSettings(leads=(1, 3), num_rounds=80,
+                                                 early_stopping_rounds=15), name="flow")
+    return log, raw, Xt, h
+
+
+def _rmse(p: pd.DataFrame, h: pd.DataFrame, lead: int) -> float:
+    obs = h["level_m"].reindex(p["issued_at"] + pd.to_timedelta(p["horizon_h"], unit="h"))
+    e = p["level"].to_numpy() - obs.to_numpy()
+    ok = np.isfinite(e) & (p["horizon_h"].to_numpy() == lead)
+    return float(np.sqrt(np.mean(e[ok] ** 2)))
+
+
+def test_log_beats_raw_on_multiplicative_flow(flow_models):
+    """Storms multiply the flow: in log space the response is additive and learnable.
+    (Lead 1 is mostly noise, where both tie; lead 3 is where the rain response counts.)"""
+    log, raw, Xt, h = flow_models
+    assert _rmse(log.predict(Xt), h, 3) < 0.9 * _rmse(raw.predict(Xt), h, 3)
+
+
+def test_log_predictions_are_positive_levels_with_ordered_bands(flow_models):
+    log, _, Xt, h = flow_models
+    assert log.log is not None and log.log.floor == pytest.approx(float(
+        h["level_m"].iloc[:1500].min()), rel=1e-6)
+    p = log.predict(Xt)
+    v = p[["level", "q10", "q50", "q90"]].to_numpy()
+    assert np.isfinite(v).all() and (v > 0).all()
+    assert (p["q10"] <= p["q50"]).all() and (p["q50"] <= p["q90"]).all()
+    assert (p["q90"] > p["q10"]).all()
+    # level space, not z: lead-1 forecasts stay close to the current flow
+    now = p["issued_at"].map(Xt["level_m"]).to_numpy()
+    one = p["horizon_h"].to_numpy() == 1
+    assert np.median(np.abs(p["level"].to_numpy()[one] / now[one] - 1.0)) < 0.1
+    # a NaN current level gives NaN forecasts (not the floor)
+    X1 = Xt.iloc[:2].copy()
+    X1.loc[X1.index[0], "level_m"] = np.nan
+    q = log.predict(X1)
+    assert q.loc[q["issued_at"] == X1.index[0], "q50"].isna().all()
+    assert q.loc[q["issued_at"] == X1.index[1], "q50"].notna().all()
+
+
+def test_log_more_rain_never_lowers_any_quantile(flow_models):
+    log, _, Xt, _ = flow_models
+    base = log.predict(Xt)
+    more = Xt.copy()
+    extra = np.cumsum(np.random.default_rng(1).uniform(0, 10, size=(len(Xt),
+                                                                      len(FC_RAIN_FEATURES))),
+                      axis=1)
+    more[list(FC_RAIN_FEATURES)] = more[list(FC_RAIN_FEATURES)].to_numpy() + extra
+    for c in ("rain_1h", "rain_3h", "api"):
+        more[c] = more[c] + 5.0
+    wet = log.predict(more)
+    for c in ("level", "q10", "q50", "q90"):
+        assert (wet[c].to_numpy() >= base[c].to_numpy() - 1e-9).all(), c
+    assert (wet["q50"] > base["q50"] + 1e-6).any()
+
+
+def test_log_transform_survives_save_load(flow_models, tmp_path):
+    import json
+
+    log, raw, Xt, _ = flow_models
+    save(log, tmp_path / "log")
+    again = load(tmp_path / "log")
+    assert again.settings.transform == "log" and again.log == log.log
+    pd.testing.assert_frame_equal(log.predict(Xt.iloc[:50]), again.predict(Xt.iloc[:50]))
+    meta = json.loads((tmp_path / "log" / "model.json").read_text())
+    del meta["transform"]   # a log model without its offset is refused, not misread
+    (tmp_path / "log" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ManifestError, match="retrain"):
+        load(tmp_path / "log")
+    # a model saved before the transform existed (no such settings or key) loads as raw
+    save(raw, tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "model.json").read_text())
+    for k in ("transform", "log_scale"):
+        del meta["settings"][k]
+    del meta["transform"]
+    (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+    old = load(tmp_path / "old")
+    assert old.settings.transform == "none" and old.log is None
+    pd.testing.assert_frame_equal(raw.predict(Xt.iloc[:50]), old.predict(Xt.iloc[:50]))
+
+
+def test_river_target_transform_reaches_the_settings():
+    import yaml
+
+    from forecast.catalogue import parse_catalogue
+    from forecast.errors import CatalogueError
+
+    ref = Path(__file__).resolve().parents[2] / "config" / "reference_rivers.yaml"
+    data = yaml.safe_load(ref.read_text(encoding="utf-8"))
+    data["rivers"][0]["target_transform"] = "log"
+    river = parse_catalogue(data).rivers[0]
+    for given in (SET, None):
+        s = with_transform(given, river.target_transform)
+        assert s is not None and s.transform == "log"
+    del data["rivers"][0]["target_transform"]
+    assert with_transform(SET, parse_catalogue(data).rivers[0].target_transform) is SET
+    data["rivers"][0]["target_transform"] = "sqrt"
+    with pytest.raises(CatalogueError, match="target_transform"):
+        parse_catalogue(data)
+    with pytest.raises(ModelError, match="sqrt"):
+        with_transform(SET, "sqrt")

@@ -77,3 +77,17 @@ def test_report_files_events_and_tables(tmp_path: Path, simulated: bool) -> None
                                              rel=1e-9)
     peaks = pd.read_csv(tmp_path / "peaks.csv")
     assert set(peaks["event"]) == {1, 2}
+
+
+def test_report_first_warning_lead_times(tmp_path: Path) -> None:
+    run = _run(False)
+    write_report(run, tmp_path)
+    w = pd.read_csv(tmp_path / "warnings.csv")
+    standby = w[w["threshold"] == "standby_m"].set_index("model")
+    # the level crosses 3.80 m upwards twice; persistence can never warn before a crossing,
+    # near-perfect forecasts (noise 0.05 m) reach it a few hours ahead
+    assert standby.loc["persistence", "crossings"] == 2 == standby.loc["lgbm", "crossings"]
+    assert standby.loc["persistence", "warned"] == 0
+    assert standby.loc["persistence", "median_lead_h"] == 0
+    assert standby.loc["lgbm", "warned"] == 2 and standby.loc["lgbm", "min_lead_h"] >= 3
+    assert "First-warning lead time" in (tmp_path / "index.html").read_text(encoding="utf-8")
