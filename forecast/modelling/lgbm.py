@@ -32,9 +32,11 @@ Design decisions (see the benchmark figures in the project README):
   weigh ``(level + offset)^2`` on top of the high-water weight, so the z-space L2 loss
   approximates the level-space one (a log model fitted unweighted was worse in m3/s on all
   three BOM catchments: it spends its fit on relative changes at low flow). The models
-  predict the change of z per lead and ``predict`` returns levels ``exp(z_T + dz) - offset``,
-  never below the training minimum. The map is increasing, so bands stay ordered and more rain
-  still never lowers a quantile; high-water weighting and regimes compare levels, not z.
+  predict the change of z per lead and ``predict`` returns levels ``exp(z_T + dz) - offset``
+  clipped to [training minimum, minimum + 3 x training range] (``LogTransform``). The map is
+  non-decreasing, so bands stay ordered and more rain still never lowers a quantile;
+  high-water weighting and regimes compare levels, not z. Meant for flows: on stage series it
+  was far worse (docs/benchmarks_accuracy.md).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from forecast.modelling.quantile import Band, StackedBand, fit_band
 FORMAT: Final = 2   # models saved before ``transform`` existed load as transform="none"
 QUANTILES: Final = (0.1, 0.5, 0.9)
 MIN_TRAIN_ROWS: Final = 168  # one week of hourly rows
-DZ_MARGIN: Final = 1.5       # log transform: predicted z changes within 1.5 x training range
+CEILING_FACTOR: Final = 3.0  # log transform: forecasts below min + 3 x the training range
 # variant name -> groups it drops; "level_only" is always trained and always covers.
 VARIANTS: Final[dict[str, frozenset[str]]] = {
     "full": frozenset(),
@@ -180,17 +182,16 @@ def _empty_linear() -> LinearFit:
 
 @dataclass(frozen=True)
 class LogTransform:
-    """``z = log(max(level, floor) + offset)`` and back, ``level = max(exp(z) - offset,
-    floor)``; ``floor`` is the training minimum (levels below it are read as it).
-    ``dz_lo``/``dz_hi`` (per lead): bounds on a predicted change of z, ``DZ_MARGIN`` x the
-    largest fall and rise in training: the linear base extrapolates z linearly, i.e. the level
-    exponentially (厚東川 stage with log: 139 m forecast for a 7.4 m flood without them).
+    """``z = log(max(level, floor) + offset)`` and back, ``level = exp(z) - offset`` clipped
+    to [floor, ceiling]: ``floor`` is the training minimum (levels below it are read as it),
+    ``ceiling`` = floor + ``CEILING_FACTOR`` x the training range. The linear base extrapolates
+    z linearly, i.e. the level exponentially: on 厚東川 *stage* (not a flow) the log model
+    forecast 139 m for the 7.4 m flood without the ceiling.
     """
 
     offset: float
     floor: float
-    dz_lo: tuple[float, ...] = ()
-    dz_hi: tuple[float, ...] = ()
+    ceiling: float = float("inf")
 
     @classmethod
     def fit(cls, level: np.ndarray, scale: float, name: str) -> LogTransform:
@@ -202,16 +203,18 @@ class LogTransform:
             raise ModelError(f"{name or 'river'}: the log target transform needs a varying "
                              f"level and log_scale > 0 (mean excess {excess}, log_scale "
                              f"{scale}); set the river's target_transform to none")
-        return cls(offset=scale * excess - lo, floor=lo)
+        return cls(offset=scale * excess - lo, floor=lo,
+                   ceiling=lo + CEILING_FACTOR * (float(lv.max()) - lo))
 
     def z(self, level: np.ndarray) -> np.ndarray:
         """Transformed levels (NaN kept)."""
         return np.asarray(np.log(np.maximum(level, self.floor) + self.offset), dtype="float64")
 
     def level(self, z: np.ndarray) -> np.ndarray:
-        """Inverse of ``z`` (increasing; never below ``floor``; NaN kept)."""
+        """Inverse of ``z``, clipped to [floor, ceiling] (non-decreasing; NaN kept)."""
         with np.errstate(over="ignore"):
-            return np.asarray(np.maximum(np.exp(z) - self.offset, self.floor), dtype="float64")
+            return np.asarray(np.clip(np.exp(z) - self.offset, self.floor, self.ceiling),
+                              dtype="float64")
 
     def features(self, arr: np.ndarray, features: Sequence[str]) -> np.ndarray:
         """Copy of a feature array with ``level_m`` and ``d_level_*`` in z (the change
@@ -225,21 +228,14 @@ class LogTransform:
                 out[:, k] = out[:, j] - self.z(level - arr[:, k])
         return out
 
-    def clip(self, dz: np.ndarray) -> np.ndarray:
-        """Changes of z (rows x leads, or any array ending in leads) within the bounds."""
-        return np.asarray(np.clip(dz, np.asarray(self.dz_lo), np.asarray(self.dz_hi)))
-
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, float]:
         """JSON-able form."""
-        return {"offset": self.offset, "floor": self.floor, "dz_lo": list(self.dz_lo),
-                "dz_hi": list(self.dz_hi)}
+        return {"offset": self.offset, "floor": self.floor, "ceiling": self.ceiling}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> LogTransform:
         """Inverse of ``to_dict``."""
-        return cls(float(d["offset"]), float(d["floor"]),  # type: ignore[arg-type]
-                   tuple(float(v) for v in d["dz_lo"]),  # type: ignore[attr-defined]
-                   tuple(float(v) for v in d["dz_hi"]))  # type: ignore[attr-defined]
+        return cls(float(d["offset"]), float(d["floor"]), float(d["ceiling"]))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -285,7 +281,6 @@ class LeadModels:
         if s.transform == "log":
             self.log = LogTransform.fit(level, s.log_scale, name)
             fit = self.log.features(arr, features)
-        bounds = []
         for lead in s.leads:
             y = Y[f"dh_{lead}h"].to_numpy(dtype="float64")
             ok = ~np.isnan(y) & ~np.isnan(level)
@@ -296,12 +291,7 @@ class LeadModels:
                 )
             # target: change of z (log) or of the level (none)
             y_fit = y if self.log is None else self.log.z(level + y) - self.log.z(level)
-            bounds.append((DZ_MARGIN * min(float(y_fit[ok].min()), 0.0),
-                           DZ_MARGIN * max(float(y_fit[ok].max()), 0.0)))
             self._train_lead(fit[ok], y_fit[ok], lead, name, arr[ok], y[ok])
-        if self.log is not None:
-            self.log = replace(self.log, dz_lo=tuple(b[0] for b in bounds),
-                               dz_hi=tuple(b[1] for b in bounds))
         return self
 
     def _threshold(self, arr: np.ndarray, features: Sequence[str]) -> np.ndarray | float:
@@ -407,10 +397,9 @@ class LeadModels:
             q10, q50, q90 = plan.band.apply(point, Xv, plan.col, high[rows])
             res[0, rows] = point if self.settings.point == "l2" else q50
             res[1, rows], res[2, rows], res[3, rows] = q10, q50, q90
-        if self.log is not None:   # clip and exp are non-decreasing: order and monotonicity kept
-            res = self.log.level(self.log.clip(res) + now[None, :, None])
-        else:
-            res += now[None, :, None]
+        res += now[None, :, None]
+        if self.log is not None:   # non-decreasing map: order and rain monotonicity kept
+            res = self.log.level(res)
         return pd.DataFrame({
             "issued_at": pd.DatetimeIndex(X.index).repeat(m),
             "horizon_h": np.tile(np.asarray(leads, dtype="int64"), n),

@@ -106,7 +106,7 @@ def attach_observed(forecasts: pd.DataFrame, level: pd.Series,
     obs = level.reindex(valid).to_numpy(dtype="float64")
     mask = np.zeros(len(out), dtype=bool)
     if "obs_censored" in out.columns:
-        mask |= out["obs_censored"].fillna(False).to_numpy(dtype=bool)
+        mask |= out["obs_censored"].eq(True).to_numpy(dtype=bool)   # NaN (other models): no
     if censored is not None:
         mask |= censored.reindex(valid).fillna(0.0).to_numpy(dtype="float64") > 0
     out["obs"] = np.where(mask, np.nan, obs)

@@ -25,20 +25,3 @@ def synthetic_hourly(hours: int = 2000, seed: int = 0, upstream: bool = True) ->
     if upstream:
         out["up_dam"] = up
     return out
-
-
-def synthetic_flow(hours: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Flow-like river frame (level_m holds a positive, skewed flow; rain_mm): log-flow is a
-    linear reservoir driven by rain, so a storm multiplies the flow and recessions are
-    exponential, with multiplicative noise."""
-    rng = np.random.default_rng(seed)
-    idx = pd.date_range("2022-06-01", periods=hours, freq="h", tz="UTC", name="time")
-    rain = np.zeros(hours)
-    for i in np.flatnonzero(rng.random(hours) < 0.02):
-        dur = rng.integers(3, 12)
-        rain[i:i + dur] += rng.gamma(2.0, 3.0, size=min(dur, hours - i))
-    z = np.zeros(hours)
-    noise = rng.normal(0, 0.02, hours)
-    for t in range(1, hours):
-        z[t] = 0.93 * z[t - 1] + 0.03 * rain[max(t - 2, 0)] + noise[t]
-    return pd.DataFrame({"level_m": 0.5 * np.exp(z), "rain_mm": rain}, index=idx)

@@ -10,7 +10,7 @@ from forecast.modelling.lgbm import LeadModels, LgbmSettings, with_transform
 from forecast.modelling.persist import load, save
 from forecast.modelling.pooled import train_pooled
 
-from .synth import synthetic_flow, synthetic_hourly
+from .synth import synthetic_hourly
 
 SET = LgbmSettings(leads=(1, 3), num_rounds=80, early_stopping_rounds=15)
 
@@ -196,6 +196,23 @@ def test_pooled_model_trains_and_predicts():
 
 
 # ---------------------------------------------------------------- log target transform
+def synthetic_flow(hours: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Flow-like river frame (level_m holds a positive, skewed flow; rain_mm): log-flow is a
+    linear reservoir driven by rain, so a storm multiplies the flow and recessions are
+    exponential, with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2022-06-01", periods=hours, freq="h", tz="UTC", name="time")
+    rain = np.zeros(hours)
+    for i in np.flatnonzero(rng.random(hours) < 0.02):
+        dur = rng.integers(3, 12)
+        rain[i:i + dur] += rng.gamma(2.0, 3.0, size=min(dur, hours - i))
+    z = np.zeros(hours)
+    noise = rng.normal(0, 0.02, hours)
+    for t in range(1, hours):
+        z[t] = 0.93 * z[t - 1] + 0.03 * rain[max(t - 2, 0)] + noise[t]
+    return pd.DataFrame({"level_m": 0.5 * np.exp(z), "rain_mm": rain}, index=idx)
+
+
 LOG = LgbmSettings(leads=(1, 3), num_rounds=80, early_stopping_rounds=15, transform="log")
 
 
@@ -234,8 +251,11 @@ def test_log_beats_raw_on_multiplicative_flow(flow_models):
 
 def test_log_predictions_are_positive_levels_with_ordered_bands(flow_models):
     log, _, Xt, h = flow_models
-    assert log.log is not None and log.log.floor == pytest.approx(float(
-        h["level_m"].iloc[:1500].min()), rel=1e-6)
+    train = h["level_m"].iloc[:1500]   # issue times before the split (their levels)
+    assert log.log is not None
+    assert log.log.floor == pytest.approx(float(train.min()), rel=1e-6)
+    assert log.log.ceiling == pytest.approx(float(train.min() + 3 * (train.max() - train.min())),
+                                            rel=1e-6)
     p = log.predict(Xt)
     v = p[["level", "q10", "q50", "q90"]].to_numpy()
     assert np.isfinite(v).all() and (v > 0).all()
@@ -267,6 +287,11 @@ def test_log_more_rain_never_lowers_any_quantile(flow_models):
     for c in ("level", "q10", "q50", "q90"):
         assert (wet[c].to_numpy() >= base[c].to_numpy() - 1e-9).all(), c
     assert (wet["q50"] > base["q50"] + 1e-6).any()
+    # exponential extrapolation is capped: a deluge gives finite forecasts under the ceiling
+    assert log.log is not None
+    more[list(FC_RAIN_FEATURES)] = more[list(FC_RAIN_FEATURES)].to_numpy() * 50.0
+    q90 = log.predict(more)["q90"].to_numpy()
+    assert np.isfinite(q90).all() and (q90 <= log.log.ceiling).all()
 
 
 def test_log_transform_survives_save_load(flow_models, tmp_path):
