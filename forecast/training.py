@@ -409,7 +409,8 @@ def _pool_candidates(engine: Engine, report: TrainReport, candidates: Sequence[R
         report.versions[river.id] = _register(
             engine, pooled_run, models_root=models_root, now=now, report_dir=report_dir,
             actor="forecast", upstream=[], data_sha256=data_sha,
-            pooled={"rivers": pool_ids, "attributes": m.bind(final).attributes})
+            pooled={"rivers": pool_ids, "attributes": m.bind(final).attributes,
+                    "choice": report.choices[river.id]})
         report.failed.pop(river.id, None)
 
 

@@ -121,6 +121,7 @@ def test_pooled_model_chosen_for_a_short_record_and_forecasts(engine: Engine,
     assert rep.choices["kaizo"].startswith("pooled model")
     mk = rep.versions["kaizo"].manifest
     assert mk["pooled"]["rivers"] == ["karei", "kaizo"] and mk["upstream"] == []
+    assert mk["pooled"]["choice"] == rep.choices["kaizo"]
     assert mk["pooled"]["attributes"]["area_km2"] == cat.river("kaizo").catchment.area_km2
     assert "attr_threshold_m" in mk["features"] and "pooled" not in rep.versions["karei"].manifest
     # judged on the same folds as an own model would be, with the baselines beside it
