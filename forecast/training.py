@@ -393,7 +393,9 @@ def _pool_candidates(engine: Engine, report: TrainReport, candidates: Sequence[R
             report.choices[river.id] = f"pooled model not judged: {exc}"
             continue
         if run is None:
-            report.choices[river.id] = "pooled model (the river's own model failed)"
+            a, _, basis = registry.compare_backtests(section, section)
+            report.choices[river.id] = (f"pooled model: {basis} 3–6 h pooled {_m(a)}; "
+                                        "the river's own model failed")
         else:
             a, b, basis = registry.compare_backtests(section, run.backtest)
             if a is None or b is None or a >= b:
