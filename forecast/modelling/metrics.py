@@ -6,9 +6,11 @@ Definitions (documented here because reviewers compare numbers across tools):
   (sd_f/sd_o - 1)^2 + (mean_f/mean_o - 1)^2). Pairs with a NaN on either side are dropped.
 * Skill vs persistence = 1 - RMSE_model / RMSE_persistence on the same (issue, lead) pairs.
 * **Flood event**: a maximal run of hours with observed level >= the river's lowest threshold
-  (or, without thresholds, >= the ``EVENT_QUANTILE`` quantile of the observed level). Its
-  **window** is the run +/- ``EVENT_PAD_H`` hours (overlapping windows merge). Event scores use
-  forecasts whose *valid* time falls in a window.
+  (or, without thresholds, >= the ``EVENT_QUANTILE`` quantile of the observed level); runs
+  separated by a dip below it shorter than ``EVENT_MIN_GAP_H`` hours are one event. Its
+  **window** is the event +/- ``EVENT_PAD_H`` hours; an hour within reach of two events belongs
+  to the nearer (so a double-peaked rise is two events, each judged on its own peak). Event
+  scores use forecasts whose *valid* time falls in a window.
 * **Peak error** per event and lead: max forecast (point) over valid times in the window minus
   the observed peak (m and % of the peak); **timing error** = time of the forecast max minus
   time of the observed max (h, positive = late).
@@ -29,6 +31,7 @@ import pandas as pd
 
 EVENT_QUANTILE: Final = 0.95
 EVENT_PAD_H: Final = 12
+EVENT_MIN_GAP_H: Final = 6   # a shorter dip below the threshold does not end an event
 
 
 def _pairs(obs: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,20 +77,32 @@ def event_threshold(level: pd.Series, lowest_threshold_m: float | None) -> float
     return float(level.quantile(EVENT_QUANTILE))
 
 
-def event_windows(level: pd.Series, threshold_m: float, pad_h: int = EVENT_PAD_H) -> pd.Series:
-    """Event id (1, 2, ...) per hour of ``level`` (hourly UTC index), 0 outside any window."""
+def event_windows(level: pd.Series, threshold_m: float, pad_h: int = EVENT_PAD_H,
+                  min_gap_h: int = EVENT_MIN_GAP_H) -> pd.Series:
+    """Event id (1, 2, ...) per hour of ``level`` (hourly UTC index), 0 outside any window.
+
+    An event is a run of hours at or above ``threshold_m``; runs separated by fewer than
+    ``min_gap_h`` hours below it are one event. Its window is its hours +/- ``pad_h``; an hour
+    within ``pad_h`` of two events belongs to the nearer one (the earlier on a tie), so the union
+    of the windows is the exceedance hours dilated by ``pad_h``.
+    """
     above = (level >= threshold_m).to_numpy()
     n = len(above)
     if not above.any():
         return pd.Series(0, index=level.index, dtype="int64")
-    # dilate the exceedance runs by pad_h on both sides, then label connected runs
-    idx = np.flatnonzero(above)
-    cover = np.zeros(n + 1, dtype="int64")
-    np.add.at(cover, np.maximum(idx - pad_h, 0), 1)
-    np.add.at(cover, np.minimum(idx + pad_h + 1, n), -1)
-    inside = np.cumsum(cover[:n]) > 0
-    starts = inside & ~np.concatenate([[False], inside[:-1]])
-    ids = np.where(inside, np.cumsum(starts), 0)
+    pos = np.flatnonzero(above)
+    # event id of each exceedance hour: a new event where the dry gap is >= min_gap_h hours
+    gap = np.diff(pos) - 1
+    ev_of = np.concatenate([[1], 1 + np.cumsum(gap >= min_gap_h)])
+    i = np.arange(n)
+    k_next = np.searchsorted(pos, i, side="left")          # first exceedance hour >= i
+    k_prev = k_next - 1 + above.astype("int64")             # last exceedance hour <= i
+    d_prev = np.where(k_prev >= 0, i - pos[np.clip(k_prev, 0, None)], n + pad_h + 1)
+    d_next = np.where(k_next < len(pos), pos[np.clip(k_next, None, len(pos) - 1)] - i,
+                      n + pad_h + 1)
+    use_prev = d_prev <= d_next
+    k = np.where(use_prev, k_prev, k_next)
+    ids = np.where(np.minimum(d_prev, d_next) <= pad_h, ev_of[np.clip(k, 0, len(pos) - 1)], 0)
     return pd.Series(ids, index=level.index, dtype="int64")
 
 

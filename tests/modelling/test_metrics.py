@@ -40,13 +40,31 @@ def test_event_windows_match_naive():
     inside = [any(lv.iloc[j] >= 1.2 for j in range(max(0, i - 3), min(300, i + 4)))
               for i in range(300)]
     assert list(ev > 0) == inside
-    # ids increase by one at each new window
-    ids, prev, k = [], False, 0
-    for x in inside:
-        k += x and not prev
-        ids.append(k if x else 0)
-        prev = x
+    # naive ids: exceedance runs, joined across dips shorter than min_gap_h; every other hour
+    # inside takes the id of its nearest exceedance hour (the earlier on a tie)
+    above = [v >= 1.2 for v in lv]
+    hours = [i for i in range(300) if above[i]]
+    ev_of, k = {}, 0
+    for j, h in enumerate(hours):
+        if j == 0 or h - hours[j - 1] - 1 >= M.EVENT_MIN_GAP_H:
+            k += 1
+        ev_of[h] = k
+    ids = [ev_of[min(hours, key=lambda h: (abs(h - i), h))] if inside[i] else 0
+           for i in range(300)]
     assert list(ev) == ids
+    assert ev.max() > 1
+
+
+def test_double_peak_is_two_events_and_a_short_dip_is_not():
+    idx = pd.date_range("2023-07-08", periods=60, freq="h", tz="UTC")
+    lv = np.full(60, 3.0)
+    lv[10:18] = 4.2      # first peak
+    lv[25:33] = 4.2      # second, after 7 h below the threshold: a new event
+    lv[36:40] = 4.0      # after a 3 h dip: the same event as the second
+    ev = M.event_windows(pd.Series(lv, index=idx), 3.8, pad_h=12)
+    assert ev.iloc[17] == 1 and ev.iloc[25] == 2 and ev.iloc[38] == 2
+    assert ev.iloc[21] == 1 and ev.iloc[22] == 2       # the gap is split at its middle
+    assert ev.iloc[0] == 1 and ev.iloc[51] == 2 and ev.iloc[52] == 0   # pad 12 h
 
 
 def _paired(rng, n=150):
