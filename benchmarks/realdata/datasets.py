@@ -331,14 +331,17 @@ def transform_of(ds: Dataset) -> str:
     return load_catalogue(ds.catalogue).rivers[0].target_transform or "none"
 
 
-def convert(name: str, data: Path, out: Path) -> list[Dataset]:
-    """Convert one data-set family (``CONVERTERS``); ``bom`` yields one Dataset per station."""
+def convert(name: str, data: Path, out: Path, bom_years: tuple[int, ...] | None = None
+            ) -> list[Dataset]:
+    """Convert one data-set family (``CONVERTERS``); ``bom`` yields one Dataset per station
+    (test years ``bom_years``, default ``bom``'s)."""
     if name == "koto":
         return [koto(data, out / "koto")]
     if name == "usgs":
         return [usgs(data, out / "usgs")]
     if name == "bom":
-        return [bom(data, out / f"bom_{s}", s) for s in BOM_STATIONS]
+        return [bom(data, out / f"bom_{s}", s, *([bom_years] if bom_years else []))
+                for s in BOM_STATIONS]
     if name == "calder":
         return [calder(data, out / "calder")]
     raise ValueError(f"unknown data set {name!r}; choose from {CONVERTERS}")

@@ -181,13 +181,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     t_all = time.perf_counter()
     work = args.work or Path(tempfile.mkdtemp(prefix="realdata_"))
     bom_years = tuple(int(y) for y in args.bom_years.split(","))
-    sets: list[datasets.Dataset] = []
-    for name in args.datasets.split(","):
-        if name == "bom":
-            sets += [datasets.bom(args.data, work / f"bom_{s}", s, bom_years)
-                     for s in datasets.BOM_STATIONS]
-        else:
-            sets += datasets.convert(name, args.data, work)
+    sets = [ds for name in args.datasets.split(",")
+            for ds in datasets.convert(name, args.data, work, bom_years)]
     if args.transform is not None:
         for ds in sets:
             datasets.set_transform(ds, args.transform)

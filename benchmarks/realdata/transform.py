@@ -46,13 +46,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="realdata_tf_"))
     years = tuple(int(y) for y in args.bom_years.split(","))
-    sets: list[datasets.Dataset] = []
-    for name in args.datasets.split(","):
-        if name == "bom":
-            sets += [datasets.bom(args.data, work / f"bom_{s}", s, years)
-                     for s in datasets.BOM_STATIONS]
-        else:
-            sets += datasets.convert(name, args.data, work)
+    sets = [ds for name in args.datasets.split(",")
+            for ds in datasets.convert(name, args.data, work, years)]
     print("| data set | mode | event RMSE " + "/".join(map(str, REPORT_LEADS))
           + " h: none | log |\n|---|---|---|---|")
     for ds in sets:
