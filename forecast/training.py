@@ -118,7 +118,7 @@ def _judged(hourly: pd.DataFrame, fc: pd.DataFrame, folds: Sequence[Fold],
     """The manifest's backtest section of judging forecasts ``fc`` (``model`` column)."""
     level = hourly[LEVEL]
     events = event_windows(level, threshold)
-    scores = lead_scores(attach_observed(fc, level), events, threshold)
+    scores = lead_scores(attach_observed(fc, level, hourly.get(CENSORED)), events, threshold)
     return {"spec": {"folds": [[f.train_end.isoformat(), f.test_end.isoformat()] for f in folds],
                      "future_rain": future_rain, "event_threshold_m": threshold,
                      "models": list(models)},
@@ -267,20 +267,17 @@ class _Member:
                                           threshold_m=self.threshold)
 
 
-def _fit_pool(members: Sequence[_Member], before: pd.Timestamp | None,
-              settings: LgbmSettings | None) -> tuple[LeadModels, str]:
-    """The pooled model on every member's rows whose targets lie before ``before`` (None: the
-    whole window after the warm-up); with the sha256 of its training rows."""
+def _pool_parts(members: Sequence[_Member], before: pd.Timestamp | None
+                ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, float, float]]:
+    """``train_pooled`` input: every member's rows whose targets lie before ``before`` (None:
+    the whole window after the warm-up)."""
     parts = {}
     for m in members:
         idx = pd.DatetimeIndex(m.X.index)
         times = (idx[WARMUP_H:-max(LEADS)] if before is None else
                  fold_train_times(m.hourly, Fold("", before, before, before), max(LEADS)))
         parts[m.river.id] = m.part(times)
-    models = train_pooled(parts, settings=settings)
-    rows = pd.concat([add_river_attributes(X, area_km2=a, threshold_m=t)
-                      for X, _, a, t in parts.values()])
-    return models, registry.data_hash(rows)
+    return parts
 
 
 def _judge_pooled(m: _Member, fold_models: Mapping[str, LeadModels], folds: Sequence[Fold],
@@ -299,10 +296,6 @@ def _judge_pooled(m: _Member, fold_models: Mapping[str, LeadModels], folds: Sequ
                                     "span; the pooled model cannot be judged")
     fc = pd.concat(parts, ignore_index=True).assign(river_id=m.river.id)
     fc["valid_at"] = fc["issued_at"] + pd.to_timedelta(fc["horizon_h"], unit="h")
-    # a left-censored target (crisis gauge below its start level) is not scored
-    cens = (m.hourly[CENSORED] if CENSORED in m.hourly.columns
-            else pd.Series(0.0, index=m.hourly.index))
-    fc["obs_censored"] = cens.reindex(pd.DatetimeIndex(fc["valid_at"])).fillna(0.0).to_numpy() > 0
     if own is not None and own.evaluation is not None:
         base = own.evaluation.forecasts
         fc = pd.concat([fc[list(base.columns)], base[base["model"] != "lgbm"]],
@@ -342,10 +335,8 @@ def _train_all_pooled(engine: Engine, catalogue: Catalogue, *, end: datetime, da
         if progress is not None:
             progress(river.id)
     if candidates:
-        rivers_by_id = {r.id: r for r in catalogue.rivers}
-        _pool_candidates(engine, report, candidates, rivers_by_id, loaded, own, start=start,
-                         end=end,
-                         settings=settings, models_root=models_root, now=now,
+        _pool_candidates(engine, report, candidates, catalogue, loaded, own, start=start,
+                         end=end, settings=settings, models_root=models_root, now=now,
                          report_dir=report_dir)
     for rid, run in own.items():
         if rid not in report.versions:
@@ -355,7 +346,7 @@ def _train_all_pooled(engine: Engine, catalogue: Catalogue, *, end: datetime, da
 
 
 def _pool_candidates(engine: Engine, report: TrainReport, candidates: Sequence[River],
-                     rivers_by_id: Mapping[str, River],
+                     catalogue: Catalogue,
                      loaded: Mapping[str, tuple[pd.DataFrame, pd.DataFrame, bool]],
                      own: Mapping[str, TrainingRun], *, start: datetime, end: datetime,
                      settings: LgbmSettings | None, models_root: Path, now: datetime,
@@ -364,7 +355,7 @@ def _pool_candidates(engine: Engine, report: TrainReport, candidates: Sequence[R
     future_rain: FutureRain = "archive"
     members = []
     for rid, (hourly, rain, _) in loaded.items():
-        river = rivers_by_id[rid]
+        river = catalogue.river(rid)
         if not hourly[LEVEL].notna().any():
             continue
         idx = pd.DatetimeIndex(hourly.index)
@@ -374,13 +365,17 @@ def _pool_candidates(engine: Engine, report: TrainReport, candidates: Sequence[R
                                targets(hourly, idx), river_threshold(river, hourly)))
     folds = judge_folds(start, end)
     try:
-        fold_models = {f.fold: _fit_pool(members, f.train_end, settings)[0] for f in folds}
-        final, data_sha = _fit_pool(members, None, settings)
+        fold_models = {f.fold: train_pooled(_pool_parts(members, f.train_end), settings=settings)
+                       for f in folds}
+        final_parts = _pool_parts(members, None)
+        final = train_pooled(final_parts, settings=settings)
     except ForecastError as exc:
         for r in candidates:
             report.choices[r.id] = f"pooled model failed: {exc}"
         return
     pool_ids = [m.river.id for m in members]
+    data_sha = registry.data_hash(pd.concat([add_river_attributes(X, area_km2=a, threshold_m=t)
+                                             for X, _, a, t in final_parts.values()]))
     by_id = {m.river.id: m for m in members}
     for river in candidates:
         m = by_id.get(river.id)
@@ -393,7 +388,7 @@ def _pool_candidates(engine: Engine, report: TrainReport, candidates: Sequence[R
             report.choices[river.id] = f"pooled model not judged: {exc}"
             continue
         if run is None:
-            a, _, basis = registry.compare_backtests(section, section)
+            a, basis = registry.judged_score(section)
             report.choices[river.id] = (f"pooled model: {basis} 3–6 h pooled {_m(a)}; "
                                         "the river's own model failed")
         else:
@@ -404,14 +399,15 @@ def _pool_candidates(engine: Engine, report: TrainReport, candidates: Sequence[R
                 continue
             report.choices[river.id] = f"pooled model: {basis} 3–6 h pooled {_m(a)}, own {_m(b)}"
         hourly, _, simulated = loaded[river.id]
+        bound = m.bind(final)
         pooled_run = TrainingRun(
-            river, hourly, m.X, m.bind(final), (start, end), future_rain, section,
+            river, hourly, m.X, bound, (start, end), future_rain, section,
             BacktestRun(river=river, hourly=hourly, forecasts=fc, threshold_m=m.threshold,
                         future_rain=future_rain, simulated=simulated))
         report.versions[river.id] = _register(
             engine, pooled_run, models_root=models_root, now=now, report_dir=report_dir,
             actor="forecast", upstream=[], data_sha256=data_sha,
-            pooled={"rivers": pool_ids, "attributes": m.bind(final).attributes,
+            pooled={"rivers": pool_ids, "attributes": bound.attributes,
                     "choice": report.choices[river.id]})
         report.failed.pop(river.id, None)
 
@@ -439,8 +435,8 @@ def holdout_evaluator(river: River, hourly: pd.DataFrame, *, vintages: pd.DataFr
     def evaluate(models: LeadModels) -> Mapping[str, Mapping[str, float | None]]:
         fc = models.predict(X).assign(model="lgbm")
         fc["valid_at"] = fc["issued_at"] + pd.to_timedelta(fc["horizon_h"], unit="h")
-        paired = attach_observed(fc, hourly[LEVEL], censored=hourly.get(CENSORED))
-        scores = lead_scores(paired, events, threshold)
+        scores = lead_scores(attach_observed(fc, hourly[LEVEL], hourly.get(CENSORED)), events,
+                             threshold)
         return {c: _per_lead(scores, "lgbm", c) for c in ("rmse", "rmse_event")}
 
     return evaluate
@@ -453,7 +449,14 @@ def promote_river(engine: Engine, river: River, version: str, *, end: datetime, 
     models on the hold-out of (end - days, end] when their judging backtests differ. Mirrors
     the promotion into the database; returns the registry's message."""
     start = end - timedelta(days=days)
-    hourly, rain, _ = _load(engine, river, start, end, rain_product)
-    ev = holdout_evaluator(river, hourly, vintages=rain, start=start, end=end)
-    return registry.promote(models_root, river.id, version, at=now, force=force, evaluate=ev,
-                            engine=engine, actor=actor)
+    built: list[registry.Evaluator] = []
+
+    def evaluate(models: LeadModels) -> Mapping[str, Mapping[str, float | None]]:
+        # the hold-out is read only when the registry needs it (backtests differ)
+        if not built:
+            hourly, rain, _ = _load(engine, river, start, end, rain_product)
+            built.append(holdout_evaluator(river, hourly, vintages=rain, start=start, end=end))
+        return built[0](models)
+
+    return registry.promote(models_root, river.id, version, at=now, force=force,
+                            evaluate=evaluate, engine=engine, actor=actor)

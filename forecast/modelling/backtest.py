@@ -10,9 +10,8 @@ Leak-free by construction:
   at or below the start level) counts as observed, as it does for the live cycle. Its
   features come from ``forecast.features``, whose rows at T read only data up to T
   (property-tested in ``tests/test_features.py``); the model was trained on data before
-  ``train_end`` <= ``test_start``. A censored *target* is no measurement: each forecast row
-  carries ``obs_censored`` (the level at ``valid_at`` is censored) and
-  ``metrics.attach_observed`` leaves those pairs unscored.
+  ``train_end`` <= ``test_start``. A censored *target* is no measurement: scoring passes the
+  frame's ``level_censored`` to ``metrics.attach_observed``, which leaves those pairs unscored.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.errors import InsufficientDataError, ModelError
-from forecast.features import CENSORED, LEADS, FutureRain, build_features, targets
+from forecast.features import LEADS, FutureRain, build_features, targets
 from forecast.frames import LEVEL
 from forecast.modelling.baselines import AR2, SarimaxRain, persistence
 from forecast.modelling.lgbm import LeadModels, LgbmSettings
@@ -71,8 +70,7 @@ def backtest_river(
 
     ``hourly`` is the river frame (``forecast.features.river_hourly``). Returns a long frame:
     ``river_id, fold, model, issued_at, valid_at, horizon_h, level, q10, q50, q90,
-    model_variant, obs_censored`` (bool: the level at ``valid_at`` is left-censored, so it is
-    not scored). Raises ``InsufficientDataError`` naming the river when a fold has too
+    model_variant``. Raises ``InsufficientDataError`` naming the river when a fold has too
     little clean training data.
     """
     s = settings or LgbmSettings(leads=tuple(leads))
@@ -103,10 +101,8 @@ def backtest_river(
     res = pd.concat(out, ignore_index=True)
     res.insert(0, "river_id", river_id)
     res["valid_at"] = res["issued_at"] + pd.to_timedelta(res["horizon_h"], unit="h")
-    cens = hourly[CENSORED] if CENSORED in hourly.columns else pd.Series(0.0, index=idx)
-    res["obs_censored"] = cens.reindex(pd.DatetimeIndex(res["valid_at"])).fillna(0.0).to_numpy() > 0
     cols = ["river_id", "fold", "model", "issued_at", "valid_at", "horizon_h", "level", "q10",
-            "q50", "q90", "model_variant", "obs_censored"]
+            "q50", "q90", "model_variant"]
     return res[cols]
 
 

@@ -42,7 +42,7 @@ import pandas as pd
 
 from forecast.catalogue import Catalogue, River, load_catalogue
 from forecast.errors import ForecastError, InputFileError, InsufficientDataError
-from forecast.features import FUTURE_RAIN_MODES, LEADS, FutureRain, river_hourly
+from forecast.features import CENSORED, FUTURE_RAIN_MODES, LEADS, FutureRain, river_hourly
 from forecast.frames import LEVEL, RAIN, RELEASE
 from forecast.modelling.backtest import Fold, backtest_river, fold_test_times
 from forecast.modelling.lgbm import LgbmSettings, with_transform
@@ -226,7 +226,7 @@ def _river_backtest(river: River, obs: pd.DataFrame, folds: Sequence[Fold], fold
                         future_rain=future_rain, vintages=vintages,
                         settings=with_transform(settings, river.target_transform),
                         models=models)
-    paired = attach_observed(fc, hourly[LEVEL])
+    paired = attach_observed(fc, hourly[LEVEL], hourly.get(CENSORED))
     scores = lead_scores(paired, event_windows(hourly[LEVEL], hw), hw)
     scores.insert(0, "river_id", river.id)
     return BacktestRun(river=river, hourly=hourly, forecasts=fc, threshold_m=hw,

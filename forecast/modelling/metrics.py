@@ -111,20 +111,16 @@ def attach_observed(forecasts: pd.DataFrame, level: pd.Series,
     """Forecast frame plus ``obs`` = observed level (m) at ``valid_at`` (NaN if unknown).
 
     A left-censored level (crisis gauge at or below its start level; the river frame holds the
-    start level there) is no measurement, so ``obs`` is NaN there and the pair is not scored:
-    where ``censored`` (0/1 series on the level's index, e.g. the river frame's
-    ``level_censored``) is 1 at ``valid_at``, or where the forecasts' ``obs_censored`` column
-    (``backtest.backtest_river``) is true.
+    start level there) is no measurement, so ``obs`` is NaN and the pair is not scored where
+    ``censored`` (0/1 series on the level's index: the river frame's ``level_censored``; None
+    when the frame has none) is 1 at ``valid_at``.
     """
     out = forecasts.copy()
     valid = pd.DatetimeIndex(out["valid_at"])
-    obs = level.reindex(valid).to_numpy(dtype="float64")
-    mask = np.zeros(len(out), dtype=bool)
-    if "obs_censored" in out.columns:
-        mask |= out["obs_censored"].eq(True).to_numpy(dtype=bool)   # NaN (other models): no
+    obs = level.reindex(valid).to_numpy(dtype="float64", copy=True)
     if censored is not None:
-        mask |= censored.reindex(valid).fillna(0.0).to_numpy(dtype="float64") > 0
-    out["obs"] = np.where(mask, np.nan, obs)
+        obs[censored.reindex(valid).fillna(0.0).to_numpy(dtype="float64") > 0] = np.nan
+    out["obs"] = obs
     return out
 
 

@@ -74,7 +74,7 @@ class Version:
     def score(self) -> tuple[float | None, str]:
         """What promotion compares: event RMSE (leads 3–6 h) when the judging span held a
         flood event, else RMSE over all hours, with the basis named."""
-        return _score(self.manifest.get("backtest", {}))
+        return judged_score(self.manifest.get("backtest", {}))
 
 
 def _mean_judged(scores: Mapping[str, Any]) -> float | None:
@@ -83,7 +83,9 @@ def _mean_judged(scores: Mapping[str, Any]) -> float | None:
     return sum(ok) / len(ok) if len(ok) == len(JUDGED_LEADS) else None
 
 
-def _score(backtest: Mapping[str, Any]) -> tuple[float | None, str]:
+def judged_score(backtest: Mapping[str, Any]) -> tuple[float | None, str]:
+    """What promotion compares for one backtest section: mean event RMSE over leads 3–6 h
+    when the judging span held an event, else mean all-hours RMSE; with the basis named."""
     ev = _mean_judged(backtest.get("rmse_event", {}))
     if ev is not None:
         return ev, "event RMSE"
@@ -94,7 +96,7 @@ def compare_backtests(a: Mapping[str, Any], b: Mapping[str, Any]
                       ) -> tuple[float | None, float | None, str]:
     """Scores of two backtest sections judged on the same folds, like with like: mean event
     RMSE over leads 3–6 h when both have one, else mean all-hours RMSE; (a, b, basis)."""
-    (sa, basis), (sb, basis_b) = _score(a), _score(b)
+    (sa, basis), (sb, basis_b) = judged_score(a), judged_score(b)
     if basis != basis_b:
         basis = "all-hours RMSE"
         sa, sb = _mean_judged(a.get("rmse", {})), _mean_judged(b.get("rmse", {}))
@@ -355,30 +357,22 @@ def list_versions(root: Path, river_id: str | None = None) -> pd.DataFrame:
 
 
 def _scores(root: Path, river_id: str, champ: Version, chall: Version,
-            evaluate: Evaluator | None) -> tuple[tuple[float | None, str],
-                                                 tuple[float | None, str], str]:
-    """(challenger score, champion score, how) on one common backtest."""
+            evaluate: Evaluator | None) -> tuple[float | None, float | None, str, str]:
+    """(challenger score, champion score, basis, how) on one common backtest, like with like
+    (``compare_backtests``)."""
     spec_a = champ.manifest.get("backtest", {}).get("spec")
     spec_b = chall.manifest.get("backtest", {}).get("spec")
     if spec_a is not None and spec_a == spec_b:
-        ca, cb = chall.score, champ.score
-        # compare like with like: fall back to all-hours RMSE unless both have event scores
-        if ca[1] != cb[1]:
-            ca = (chall._mean("rmse"), "all-hours RMSE")
-            cb = (champ._mean("rmse"), "all-hours RMSE")
-        return ca, cb, "same stored backtest"
+        return (*compare_backtests(chall.manifest["backtest"], champ.manifest["backtest"]),
+                "same stored backtest")
     if evaluate is None:
         raise RegistryError(
             f"{river_id}: {chall.version} and champion {champ.version} were judged on different "
             "backtests; re-run the same backtest for both (pass evaluate) or use --force")
     _, m_champ = load_version(root, river_id, champ.version)
     _, m_chall = load_version(root, river_id, chall.version)
-    ra, rb = evaluate(m_chall), evaluate(m_champ)
-    a, b = _score(ra), _score(rb)
-    if a[1] != b[1]:
-        a, b = (_mean_judged(ra.get("rmse", {})), "all-hours RMSE"), \
-            (_mean_judged(rb.get("rmse", {})), "all-hours RMSE")
-    return a, b, "both re-scored on one hold-out"
+    return (*compare_backtests(evaluate(m_chall), evaluate(m_champ)),
+            "both re-scored on one hold-out")
 
 
 def promote(root: Path, river_id: str, version: str, *, at: datetime, force: bool = False,
@@ -399,7 +393,7 @@ def promote(root: Path, river_id: str, version: str, *, at: datetime, force: boo
     note = "first champion"
     if current and compare_with_champion and not force:
         champ, _ = load_version(root, river_id, current)
-        (a, basis), (b, _), how = _scores(root, river_id, champ, challenger, evaluate)
+        a, b, basis, how = _scores(root, river_id, champ, challenger, evaluate)
         if a is None or b is None:
             raise RegistryError(f"{river_id}: no backtest scores for leads 3–6 h in a manifest "
                                 "(trained with --no-backtest?); use --force to promote anyway")

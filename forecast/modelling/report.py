@@ -33,7 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from forecast.catalogue import THRESHOLD_LABELS, River
-from forecast.features import FutureRain
+from forecast.features import CENSORED, FutureRain
 from forecast.frames import LEVEL, RAIN
 from forecast.modelling import metrics
 
@@ -82,7 +82,7 @@ def score(run: BacktestRun) -> Scores:
     """Per-lead scores (all models), peak errors and POD/FAR/CSI per threshold of a run."""
     level = run.hourly[LEVEL]
     events = metrics.event_windows(level, run.threshold_m)
-    paired = metrics.attach_observed(run.forecasts, level)
+    paired = metrics.attach_observed(run.forecasts, level, run.hourly.get(CENSORED))
     leads = metrics.lead_scores(paired, events, run.threshold_m)
     peaks = metrics.peak_errors(paired, level, events)
     tables = [metrics.contingency(paired, v).assign(threshold=n)
