@@ -1,7 +1,7 @@
-"""``forecast …`` command line: thin wrappers over the library.
+"""``forecast …`` command line: thin wrappers over ``forecast.pipeline``.
 
 Run ``forecast --help`` or ``forecast COMMAND --help``. Exit codes: 0 ok, 1 a command failed
-(partly), 2 bad usage or configuration.
+(partly), 2 bad usage or configuration (one line naming the argument and the accepted form).
 """
 
 from __future__ import annotations
@@ -10,50 +10,97 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 from tqdm import tqdm
 
 from forecast import __version__
-from forecast.catalogue import Catalogue, load_catalogue
+from forecast.catalogue import load_catalogue
 from forecast.errors import ConfigError, ForecastError
 from forecast.logs import configure_logging
-from forecast.settings import Settings, load_settings
+from forecast.settings import load_settings
+
+if TYPE_CHECKING:
+    from forecast.pipeline.context import Context
 
 log = logging.getLogger("forecast.cli")
 
+IMPORT_SOURCES = ("canonical_csv", "mlit_dat", "mlit_json", "amedas_map", "amedas_point",
+                  "crisis_json", "replay_csv")   # = forecast.pipeline.importer.SOURCES
 
-def _utc(text: str) -> datetime:
-    ts = pd.Timestamp(text)
+TIME_FORM = "an ISO 8601 time such as 2024-07-01T09:00+09:00 or 2024-07-01T00:00Z (no offset: UTC)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``forecast cycle: error: argument --at: …``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def utc_time(text: str) -> datetime:
+    """An argument time → tz-aware UTC; a time without offset is UTC."""
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {TIME_FORM}") from exc
+    if not isinstance(ts, pd.Timestamp) or pd.isna(ts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {TIME_FORM}")
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def issue_time_arg(text: str) -> datetime:
+    """An issue time: a UTC time on a whole or half hour."""
+    t = utc_time(text)
+    if t.minute not in (0, 30) or t.second or t.microsecond:
+        raise argparse.ArgumentTypeError(f"{text!r} is not on a whole or half hour (issue "
+                                         "times are hh:00 or hh:30)")
+    return t
 
 
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from forecast.storage.engine import create_engine
+def positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
+    def convert(text: str) -> float:
+        try:
+            v = kind(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number") from exc
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        return v
+    convert.__name__ = kind.__name__
+    return convert
 
-    return create_engine(settings.db_url)
+
+def _ctx() -> Context:
+    from forecast.pipeline.context import Context
+
+    return Context.from_settings()
 
 
-def cmd_init_db(args: argparse.Namespace, settings: Settings) -> int:
-    from forecast.storage.engine import migrate
-    from forecast.storage.repository import sync_stations
+def _river(ctx: Context, river_id: str) -> None:
+    if river_id not in ctx.catalogue.ids:
+        raise ConfigError(f"unknown river {river_id!r}; known: {', '.join(ctx.catalogue.ids)}")
 
-    catalogue = load_catalogue(settings.catalogue)
-    engine = _engine(settings)
-    rev = migrate(engine)
-    n = sync_stations(engine, catalogue)
-    print(f"database {settings.db_url} at schema {rev}; {n} stations from {settings.catalogue}")
+
+def _this_hour(ctx: Context) -> datetime:
+    return ctx.clock.now().replace(minute=0, second=0, microsecond=0)
+
+
+def cmd_init_db(args: argparse.Namespace) -> int:
+    from forecast.pipeline.demo import init_db
+
+    ctx = _ctx()
+    rev, n = init_db(ctx)
+    print(f"database {ctx.database_label} at schema {rev}; {n} stations from "
+          f"{ctx.settings.catalogue}")
     return 0
 
 
-def cmd_catalogue_check(args: argparse.Namespace, settings: Settings) -> int:
-    path = Path(args.path) if args.path else settings.catalogue
+def cmd_catalogue_check(args: argparse.Namespace) -> int:
+    path = Path(args.path) if args.path else load_settings().catalogue
     cat = load_catalogue(path)
     n_gauges = sum(len(r.gauges) for r in cat.rivers)
     n_crisis = sum(g.kind == "crisis" for r in cat.rivers for g in r.gauges)
@@ -68,71 +115,66 @@ def cmd_catalogue_check(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def write_simulation(settings: Settings, catalogue: Catalogue, start: datetime, end: datetime,
-                     seed: int) -> tuple[int, int]:
-    """Simulate [start, end) and write observations and forecast-rain vintages to the DB."""
-    from forecast.simulate import simulate
-    from forecast.storage.engine import migrate
-    from forecast.storage.observations import upsert_observations
-    from forecast.storage.repository import sync_stations, upsert_rain_vintages
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from forecast.pipeline.demo import export_simulation, write_simulation
 
-    engine = _engine(settings)
-    migrate(engine)
-    sync_stations(engine, catalogue)
-    print(f"simulating {len(catalogue.rivers)} rivers {start:%Y-%m-%d} → {end:%Y-%m-%d} "
-          f"(seed {seed}; SIMULATED data, not observations)")
-    sim = simulate(catalogue, start, end, seed=seed)
-    obs = sim.observations
-    now = _now()
-    written = 0
-    groups = list(obs.groupby("station_id", sort=True))
-    for _, part in tqdm(groups, desc="writing observations", unit="station"):
-        upsert_observations(engine, part, source="simulated", now=now)
-        written += len(part)
-    n_rain = upsert_rain_vintages(engine, sim.rain_forecasts, now=now)
-    return written, n_rain
-
-
-def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    catalogue = load_catalogue(settings.catalogue)
-    end = _utc(args.end) if args.end else _now().replace(minute=0, second=0, microsecond=0)
-    start = _utc(args.start) if args.start else end - timedelta(days=round(365.25 * args.years))
+    ctx = _ctx()
+    end = args.end or _this_hour(ctx)
+    start = args.start or end - timedelta(days=round(365.25 * args.years))
+    if start >= end:
+        raise ConfigError(f"--start {start:%Y-%m-%d %H:%M}Z is not before --end "
+                          f"{end:%Y-%m-%d %H:%M}Z")
+    seed = args.seed if args.seed is not None else ctx.settings.seed
     if args.out:
-        from forecast.simulate import simulate
-
-        sim = simulate(catalogue, start, end, seed=args.seed or settings.seed)
-        out = sim.observations.assign(time=sim.observations["time"].dt.strftime(
-            "%Y-%m-%dT%H:%M:%S+00:00"))
-        out[["station_id", "variable", "time", "value"]].to_csv(args.out, index=False)
-        print(f"wrote {len(out)} simulated observations to {args.out}")
+        n = export_simulation(ctx, start, end, seed, Path(args.out))
+        print(f"wrote {n} SIMULATED observations to {args.out} (source column: simulated)")
         return 0
-    n_obs, n_rain = write_simulation(settings, catalogue, start, end, args.seed or settings.seed)
-    print(f"wrote {n_obs} observations and {n_rain} forecast-rain values to {settings.db_url}")
+    n_obs, n_rain = write_simulation(ctx, start, end, seed)
+    print(f"wrote {n_obs} observations and {n_rain} forecast-rain values to "
+          f"{ctx.database_label}")
     return 0
 
 
-def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from forecast.importer import import_files
-    from forecast.storage.engine import migrate
+def cmd_import(args: argparse.Namespace) -> int:
+    from forecast.pipeline.demo import init_db
+    from forecast.pipeline.importer import import_files
 
-    engine = _engine(settings)
-    migrate(engine)
+    ctx = _ctx()
+    init_db(ctx)
     paths = [Path(p) for p in args.files]
     bar = tqdm(total=len(paths), desc=f"import {args.source}", unit="file")
-    report = import_files(engine, paths, source=args.source, now=_now(),
+    report = import_files(ctx, paths, source=args.source,
+                          accept_unknown=args.accept_unknown_stations,
                           progress=lambda _p: bar.update())
     bar.close()
     print(f"imported {report.total_rows} rows from {len(report.rows)} files "
-          f"({report.inserted} new, {report.revised} revised)")
+          f"({report.inserted} new, {report.revised} revised; QC applied)")
+    if report.unknown_stations:
+        print(f"note: {len(report.unknown_stations)} station(s) not in the catalogue, stored "
+              f"but used by no river: {', '.join(sorted(report.unknown_stations)[:10])}")
     for loc, err in report.failed.items():
         print(f"FAILED {loc}: {err}", file=sys.stderr)
     return 1 if report.failed else 0
 
 
-def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    """Bring-your-own-data backtest (contract in forecast/modelling/byod.py and the README)."""
-    from forecast.modelling.backtest import summary_table
-    from forecast.modelling.byod import run_backtest_files, write_reports
+def cmd_qc(args: argparse.Namespace) -> int:
+    from forecast.pipeline.collect import recheck_qc
+
+    ctx = _ctx()
+    known = {c for r in ctx.catalogue.rivers for c in r.station_codes}
+    unknown = sorted(set(args.station or []) - known)
+    if unknown:
+        raise ConfigError(f"--station {', '.join(unknown)}: not in the catalogue")
+    res = recheck_qc(ctx, stations=args.station, start=args.start, end=args.end)
+    print(f"QC re-checked: {res.revised} stored values changed flag")
+    for st, err in res.failed.items():
+        print(f"FAILED {st}: {err}", file=sys.stderr)
+    return 1 if res.failed else 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Bring-your-own-data backtest (contract in forecast/pipeline/backtest_files.py)."""
+    from forecast.pipeline.backtest_files import run_backtest_files, summary_table, write_reports
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     bar = tqdm(desc="backtest", unit="step")
@@ -156,9 +198,10 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if result.failures else 0
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    settings = load_settings()
     # The API is started by its import string, not imported: entry points stay independent.
     print(f"serving on http://{settings.http_host}:{settings.http_port}/ (Ctrl-C to stop)")
     uvicorn.run("forecast.api.main:app_from_env", factory=True, host=settings.http_host,
@@ -166,86 +209,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-DEMO_DELAY = timedelta(minutes=15)
-
-
-def _load_demo_history(settings: Settings, catalogue: Catalogue, end: datetime,
-                       years: float) -> None:
-    """Simulate ``years`` up to ``end`` and ingest it through the live code paths: the history
-    through QC + store (``store_observations``), the last day through the replay source
-    (archive → parse → QC → store), as a live deployment would have received it."""
-    from forecast.collect import collect_replay, store_observations
-    from forecast.ingest.replay import Replay
-    from forecast.simulate import simulate
-    from forecast.storage.repository import upsert_rain_vintages
-
-    engine = _engine(settings)
-    start = end - timedelta(days=round(365.25 * years))
-    print(f"simulating {len(catalogue.rivers)} rivers {start:%Y-%m-%d} → {end:%Y-%m-%d} "
-          f"(seed {settings.seed}; SIMULATED data, not observations)")
-    sim = simulate(catalogue, start, end + timedelta(hours=2), seed=settings.seed)
-    replay = Replay.of(sim.observations, sim.rain_forecasts, name="simulated")
-    live_from = end - timedelta(hours=24)
-    history = replay.available_at(live_from, window=end - start)
-    print(f"storing {len(history.observations):,} observations and "
-          f"{len(history.rain):,} forecast-rain values (QC + store)")
-    res = store_observations(engine, catalogue, history.observations.drop(
-        columns=["received_at"]), source="simulated", now=live_from)
-    if res.failed:
-        print(f"stations that failed to store: {res.failed}", file=sys.stderr)
-    upsert_rain_vintages(engine, history.rain, now=live_from)
-    # The cycle for issue time T runs a little after T, when the telemetry for T has arrived.
-    report = collect_replay(engine, catalogue, replay, end + DEMO_DELAY, since=live_from)
-    print(f"replayed the last 24 h through the live path: {len(report.sources)} source(s), "
-          f"{len(report.failures)} failure(s)")
-
-
-def _demo_models(settings: Settings, catalogue: Catalogue, end: datetime):  # type: ignore[no-untyped-def]
-    """Champion models per river from the registry; rivers without one are trained on the
-    stored year, registered and promoted (first champion). Returns a provider for the cycle."""
-    from forecast.modelling import registry
-    from forecast.training import train_all
-
-    root = settings.models_dir
-    missing = [r.id for r in catalogue.rivers if registry.champion(root, r.id) is None]
-    if missing:
-        engine = _engine(settings)
-        bar = tqdm(total=len(missing), desc="training models", unit="river")
-        report = train_all(engine, catalogue, end=end, days=365, models_root=root, now=_now(),
-                           judge=False, rivers=missing, progress=lambda _r: bar.update())
-        bar.close()
-        for rid, version in report.versions.items():
-            registry.promote(root, rid, version.version, at=_now())
-        for rid, msg in report.failed.items():
-            print(f"river {rid}: not trained: {msg}", file=sys.stderr)
-    return _champions(settings)
-
-
-def _champions(settings: Settings):  # type: ignore[no-untyped-def]
-    from forecast.modelling import registry
-
-    def provider(river_id: str):  # type: ignore[no-untyped-def]
-        return registry.load_champion(settings.models_dir, river_id)
-
-    return provider
-
-
-def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     """Train rivers on stored data and register the versions (not promoted)."""
-    from forecast.training import train_all
+    from forecast.pipeline.training import train_all
 
-    catalogue = load_catalogue(settings.catalogue)
-    end = _utc(args.end) if args.end else _now().replace(minute=0, second=0, microsecond=0)
-    rivers = None if args.all else [args.river]
+    ctx = _ctx()
     if args.pooled and args.no_backtest:
         raise ConfigError("--pooled chooses between the pooled and the own model by backtest; "
                           "drop --no-backtest")
-    if rivers and rivers[0] not in catalogue.ids:
-        raise ConfigError(f"unknown river {args.river!r}; known: {', '.join(catalogue.ids)}")
-    total = len(catalogue.rivers) if rivers is None else 1
-    bar = tqdm(total=total, desc="training", unit="river")
-    report = train_all(_engine(settings), catalogue, end=end, days=args.days,
-                       models_root=settings.models_dir, now=_now(), judge=not args.no_backtest,
+    if args.river:
+        _river(ctx, args.river)
+    end = args.end or _this_hour(ctx)
+    rivers = None if args.all else [args.river]
+    bar = tqdm(total=len(ctx.catalogue.rivers) if rivers is None else 1, desc="training",
+               unit="river")
+    report = train_all(ctx, end=end, days=args.days, judge=not args.no_backtest,
                        rivers=rivers, progress=lambda _r: bar.update(),
                        report_dir=Path(args.report_dir) if args.report_dir else None,
                        pooled=args.pooled)
@@ -260,91 +238,83 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if report.failed else 0
 
 
-def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from forecast.modelling import registry
+def cmd_models(args: argparse.Namespace) -> int:
+    from forecast.pipeline.models import list_versions
 
-    table = registry.list_versions(settings.models_dir, args.river)
+    ctx = _ctx()
+    if args.river:
+        _river(ctx, args.river)
+    table = list_versions(ctx, args.river)
     print(table.to_string(index=False) if not table.empty else "no registered models")
     return 0
 
 
-def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_promote(args: argparse.Namespace) -> int:
     """Champion–challenger promotion; when the two versions were judged on different
     backtests both are re-scored on one hold-out of stored data (default: the challenger's
     training window)."""
-    from forecast.modelling import registry
-    from forecast.training import promote_river
+    from forecast.pipeline.training import promote_river
 
-    catalogue = load_catalogue(settings.catalogue)
-    if args.river not in catalogue.ids:
-        raise ConfigError(f"unknown river {args.river!r}; known: {', '.join(catalogue.ids)}")
-    challenger, _ = registry.load_version(settings.models_dir, args.river, args.version)
-    w0, w1 = (datetime.fromisoformat(t) for t in challenger.manifest["training_window"])
-    end = _utc(args.end) if args.end else w1
-    days = args.days if args.days else (w1 - w0).total_seconds() / 86400.0
-    msg = promote_river(_engine(settings), catalogue.river(args.river), args.version, end=end,
-                        days=days, models_root=settings.models_dir, now=_now(),
-                        force=args.force, actor=args.actor)
-    print(msg)
+    ctx = _ctx()
+    _river(ctx, args.river)
+    print(promote_river(ctx, ctx.catalogue.river(args.river), args.version, end=args.end,
+                        days=args.days, force=args.force, actor=args.actor))
     return 0
 
 
-def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
-    from forecast.modelling import registry
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from forecast.pipeline.models import rollback
 
-    version = registry.rollback(settings.models_dir, args.river, at=_now(),
-                                engine=_engine(settings), actor=args.actor)
-    print(f"{args.river}: champion is again {version}")
+    ctx = _ctx()
+    _river(ctx, args.river)
+    print(f"{args.river}: champion is again {rollback(ctx, args.river, actor=args.actor)}")
     return 0
 
 
-def cmd_cycle(args: argparse.Namespace, settings: Settings) -> int:
-    """Run one forecast cycle with the champion models."""
-    from forecast.cycle import run_cycle
+def cmd_cycle(args: argparse.Namespace) -> int:
+    """Run one forecast cycle (a new revision of the issue time) with the champion models."""
+    from forecast.pipeline.cycle import run_cycle
 
-    catalogue = load_catalogue(settings.catalogue)
-    issued = _utc(args.at) if args.at else _now().replace(minute=0, second=0, microsecond=0)
-    report = run_cycle(_engine(settings), catalogue, issued, models=_champions(settings),
-                       now=_now(), trigger="cli", rain_product=args.rain_product)
+    ctx = _ctx()
+    issued = args.at or _this_hour(ctx)
+    report = run_cycle(ctx, issued, trigger="cli", rain_product=args.rain_product)
     for o in report.outcomes:
         print(f"{o.river_id:<14} {o.status:<9} {o.model_version or '':<26} {o.message or ''}")
-    print(f"cycle {report.cycle_id} at {issued:%Y-%m-%d %H:%M}Z: {report.status}")
+    print(f"cycle {report.cycle_id} at {issued:%Y-%m-%d %H:%M}Z (revision {report.revision}): "
+          f"{report.status}")
     return 0 if report.status == "ok" else 1
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: SQLite, catalogue, simulated history ingested through the replay
     path, models trained (or loaded), one forecast cycle, then serve."""
-    from forecast.cycle import run_cycle
-    from forecast.storage.engine import migrate
-    from forecast.storage.observations import read_observations
-    from forecast.storage.repository import sync_stations
+    from forecast.pipeline.demo import prepare
 
-    catalogue = load_catalogue(settings.catalogue)
-    engine = _engine(settings)
-    migrate(engine)
-    sync_stations(engine, catalogue)
-    end = _utc(args.end) if args.end else _now().replace(minute=0, second=0, microsecond=0)
-    have = read_observations(engine, station_ids=[catalogue.rivers[0].primary_gauge],
-                             start=end - timedelta(days=2), end=end)
-    if have.empty:
-        _load_demo_history(settings, catalogue, end, args.years)
-    else:
-        end = have["time"].max().floor("h").to_pydatetime()
-        print(f"simulated history already present (up to {end:%Y-%m-%d %H:%M}Z)")
-    provider = _demo_models(settings, catalogue, end)
-    report = run_cycle(engine, catalogue, end, models=provider, now=_now(), trigger="demo",
-                       rain_product="simulated_forecast")
-    counts = pd.Series([o.status for o in report.outcomes]).value_counts().to_dict()
-    print(f"forecast cycle {report.cycle_id} at {end:%Y-%m-%d %H:%M}Z: {counts}")
+    ctx = _ctx()
+    end = args.end or _this_hour(ctx)
+    bars: list[Any] = []
+
+    def progress(_river: str) -> None:
+        if not bars:   # shown only when some river has to be trained
+            bars.append(tqdm(total=len(ctx.catalogue.rivers), desc="training models",
+                             unit="river"))
+        bars[0].update()
+
+    report = prepare(ctx, end=end, years=args.years, progress=progress)
+    for bar in bars:
+        bar.close()
+    counts = pd.Series([o.status for o in report.cycle.outcomes]).value_counts().to_dict()
+    print(f"forecast cycle {report.cycle.cycle_id} at {report.end:%Y-%m-%d %H:%M}Z: {counts}")
+    for rid, reasons in report.cycle.low_confidence.items():
+        print(f"  {rid}: low confidence: {'; '.join(reasons)}")
     if args.no_serve:
         print("demo ready (--no-serve given)")
         return 0
-    return cmd_serve(args, settings)
+    return cmd_serve(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="forecast",
         description="Water-level forecasts (水位予測) for Mie Prefecture's rivers. "
                     "Settings come from FORECAST_* environment variables (see README).")
@@ -362,17 +332,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_catalogue_check)
 
     s = sub.add_parser("simulate", help="generate SIMULATED history into the database or a CSV")
-    s.add_argument("--start", help="UTC start (default: --years before --end)")
-    s.add_argument("--end", help="UTC end (default: now, floored to the hour)")
-    s.add_argument("--years", type=float, default=1.0)
+    s.add_argument("--start", type=utc_time, help="start (default: --years before --end)")
+    s.add_argument("--end", type=utc_time, help="end (default: now, floored to the hour)")
+    s.add_argument("--years", type=positive(float), default=1.0)
     s.add_argument("--seed", type=int, default=None)
-    s.add_argument("--out", help="write canonical CSV here instead of the database")
+    s.add_argument("--out", help="write canonical CSV (with source column 'simulated') here "
+                   "instead of the database")
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("import", help="import files (raw bytes archived before parsing)")
-    s.add_argument("--source", required=True, help="parser name, e.g. canonical_csv")
+    s.add_argument("--source", required=True, choices=IMPORT_SOURCES,
+                   help="parser name, e.g. canonical_csv")
+    s.add_argument("--accept-unknown-stations", action="store_true",
+                   help="canonical_csv: store stations the catalogue does not know "
+                   "(default: refuse the file, naming row and station)")
     s.add_argument("files", nargs="+")
     s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("qc", help="re-run quality control over stored observations")
+    s.add_argument("--recheck", action="store_true", required=True,
+                   help="re-check stored values against today's catalogue limits")
+    s.add_argument("--station", action="append", help="station code (repeatable; default all)")
+    s.add_argument("--start", type=utc_time, help="from this time (default: all history)")
+    s.add_argument("--end", type=utc_time, help="until this time (default: now)")
+    s.set_defaults(func=cmd_qc)
 
     s = sub.add_parser("backtest", help="leak-free backtest on your own CSV files "
                        "(FORECASTS.csv: river_id,issued_at,valid_at,horizon_h,level,q10,q50,q90)")
@@ -393,8 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--river", help="river id")
     g.add_argument("--all", action="store_true", help="every river of the catalogue")
-    s.add_argument("--end", help="end of the training window, UTC (default: this hour)")
-    s.add_argument("--days", type=float, default=365.0, help="length of the training window")
+    s.add_argument("--end", type=utc_time,
+                   help="end of the training window (default: this hour)")
+    s.add_argument("--days", type=positive(float), default=365.0,
+                   help="length of the training window")
     s.add_argument("--no-backtest", action="store_true",
                    help="skip the judging backtest (promotion then needs --force)")
     s.add_argument("--pooled", action="store_true",
@@ -412,9 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("river")
     s.add_argument("version")
     s.add_argument("--force", action="store_true", help="skip the comparison (audited)")
-    s.add_argument("--end", help="end of the re-scoring hold-out window, UTC "
+    s.add_argument("--end", type=utc_time, help="end of the re-scoring hold-out window "
                    "(default: end of the challenger's training window)")
-    s.add_argument("--days", type=float, default=None,
+    s.add_argument("--days", type=positive(float), default=None,
                    help="length of that window (default: the challenger's)")
     s.add_argument("--actor", default="cli", help="who promotes (audit log)")
     s.set_defaults(func=cmd_promote)
@@ -424,8 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--actor", default="cli", help="who rolls back (audit log)")
     s.set_defaults(func=cmd_rollback)
 
-    s = sub.add_parser("cycle", help="run one forecast cycle with the champion models")
-    s.add_argument("--at", help="issue time, UTC whole hour (default: this hour)")
+    s = sub.add_parser("cycle", help="run one forecast cycle with the champion models "
+                       "(re-running an issue time adds a revision)")
+    s.add_argument("--at", type=issue_time_arg,
+                   help="issue time on a whole or half hour (default: this hour)")
     s.add_argument("--rain-product", default=None, help="rain-vintage product to use")
     s.set_defaults(func=cmd_cycle)
 
@@ -433,9 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")
-    s.add_argument("--years", type=float, default=1.0, help="years of simulated history")
-    s.add_argument("--end", help="issue time of the demo cycle, UTC (default: this hour); "
-                   "with the seed it makes the demo reproducible")
+    s.add_argument("--years", type=positive(float), default=1.0,
+                   help="years of simulated history")
+    s.add_argument("--end", type=issue_time_arg, help="issue time of the demo cycle "
+                   "(default: this hour); with the seed it makes the demo reproducible")
     s.add_argument("--no-serve", action="store_true", help="prepare data, do not serve")
     s.set_defaults(func=cmd_demo)
     return p
@@ -447,13 +435,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level, json_lines=args.log_json or settings.log_json)
-        return int(args.func(args, settings))
+        return int(args.func(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     except ForecastError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:   # a file the user named cannot be read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

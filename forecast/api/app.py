@@ -13,15 +13,12 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
-from sqlalchemy.engine import Engine
 
 from forecast import __version__
-from forecast.catalogue import THRESHOLD_LABELS, Catalogue, River
+from forecast.catalogue import THRESHOLD_LABELS, River
 from forecast.errors import CatalogueError
-from forecast.frames import LEVEL
-from forecast.storage import repository
-from forecast.storage.engine import check_schema, current_revision
-from forecast.storage.observations import read_observations
+from forecast.pipeline import views
+from forecast.pipeline.context import Context
 
 
 def _river_json(r: River) -> dict[str, Any]:
@@ -41,13 +38,14 @@ def _num(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def create_app(engine: Engine, catalogue: Catalogue) -> FastAPI:
-    """Build the app on an engine whose schema is migrated (checked here, at start-up).
+def create_app(ctx: Context) -> FastAPI:
+    """Build the app on a context whose database schema is migrated (checked here).
 
     Whether the data are simulated is read from the stored observations' sources, so the label
     cannot be forgotten by whoever starts the server."""
-    check_schema(engine)
-    simulated = repository.has_simulated_data(engine)
+    views.ready(ctx)
+    catalogue = ctx.catalogue
+    simulated = views.simulated(ctx)
     app = FastAPI(title="Mie river water-level forecasts (水位予測)", version=__version__)
     data_label = "SIMULATED (demo data, not real observations)" if simulated else "observed"
 
@@ -60,7 +58,7 @@ def create_app(engine: Engine, catalogue: Catalogue) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__,
-                "schema_revision": current_revision(engine), "data": data_label}
+                "schema_revision": views.schema_revision(ctx), "data": data_label}
 
     @app.get("/api/rivers")
     def rivers() -> dict[str, Any]:
@@ -70,9 +68,8 @@ def create_app(engine: Engine, catalogue: Catalogue) -> FastAPI:
     def observations(river_id: str, hours: int = Query(48, ge=1, le=24 * 90),
                      end: datetime | None = None) -> dict[str, Any]:
         r = river_or_404(river_id)
-        stop = (end or datetime.now(UTC)).astimezone(UTC)
-        df = read_observations(engine, station_ids=[r.gauge.code], variable=LEVEL,
-                               start=stop - timedelta(hours=hours), end=stop)
+        stop = (end or ctx.clock.now()).astimezone(UTC)
+        df = views.level_observations(ctx, r.gauge.code, stop - timedelta(hours=hours), stop)
         sources = sorted(set(df["source"]))
         return {
             "river": river_id, "station": r.gauge.code, "unit": "m", "data": data_label,
@@ -86,10 +83,12 @@ def create_app(engine: Engine, catalogue: Catalogue) -> FastAPI:
 
     @app.get("/api/forecasts/latest")
     def latest(river_id: str | None = None) -> dict[str, Any]:
-        df = repository.latest_forecasts(engine, river_id)
+        df = views.latest_forecasts(ctx, river_id)
+        df = df.drop(columns=["inputs", "cycle_id", "created_at"])
         for c in ("issued_at", "valid_at", "input_cutoff"):
             df[c] = df[c].map(lambda t: t.isoformat())
-        df["degraded"] = df["degraded"].astype(bool)
+        for c in ("degraded", "low_confidence"):
+            df[c] = df[c].astype(bool)
         out: dict[str, list[dict[str, Any]]] = {
             str(rid): [{str(k): v for k, v in rec.items()}
                        for rec in part.drop(columns="river_id").to_dict("records")]

@@ -7,18 +7,17 @@ package version, model and manifest format versions, git commit, data source and
 that judged it (its spec and per-lead scores). A version is written under a temporary name and
 renamed into place, so a crash never leaves half a version behind.
 
-``<root>/<river>/champion.json`` names the champion and keeps the promotion history (written
-atomically: temp file + ``os.replace``); promotions push onto a champion stack and ``rollback``
-pops it, restoring the previous champion.
+The registry holds artifacts only: which version is champion is recorded in the database
+(``storage.models``, through ``pipeline.models``), never here. A version directory is written
+once and not changed afterwards.
 
-Promotion is champion–challenger: both must have been judged on the same backtest (spec), or an
-``evaluate`` callable re-scores both models on one hold-out; the challenger must not be worse
-on event-window RMSE averaged over leads 3–6 h (all-hours RMSE when the judging span held no
-flood event). ``force=True`` overrides. Loading refuses a manifest that is damaged or does not
-match this code (manifest/model format, package major version, the feature list
-``forecast.features`` builds today) with ``ManifestError`` naming the directory and how to fix
-it. With an ``engine``, registrations, promotions and rollbacks are mirrored into the database
-(``model_versions`` and the audit log).
+Promotion policy (``promotion_note``) is champion–challenger: both must have been judged on the
+same backtest (spec), or an ``evaluate`` callable re-scores both models on one hold-out; the
+challenger must not be worse on event-window RMSE averaged over leads 3–6 h (all-hours RMSE
+when the judging span held no flood event). ``force=True`` overrides. Loading refuses a
+manifest that is damaged or does not match this code (manifest/model format, package major
+version, the feature list ``forecast.features`` builds today) with ``ManifestError`` naming the
+directory and how to fix it.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ from typing import Any
 
 import lightgbm as lgb
 import pandas as pd
-from sqlalchemy.engine import Engine
 
 from forecast import __version__
 from forecast.errors import ManifestError, RegistryError
@@ -44,7 +42,6 @@ from forecast.features import FUTURE_RAIN_MODES, FutureRain, build_features
 from forecast.modelling import persist
 from forecast.modelling.lgbm import LeadModels, LgbmSettings
 from forecast.modelling.pooled import ATTRIBUTE_COLUMNS, PooledLeadModels, pool_columns_of
-from forecast.storage import repository
 
 MANIFEST_FORMAT = 1
 JUDGED_LEADS = (3, 4, 5, 6)
@@ -150,7 +147,7 @@ def _hint(river_id: str) -> str:
     return f"retrain with `forecast train --river {river_id}`"
 
 
-def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+def jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     """JSON round trip with NaN -> null (PostgreSQL's JSON refuses NaN)."""
     return dict(json.loads(json.dumps(d, default=str).replace("NaN", "null")))
 
@@ -160,15 +157,14 @@ def register(root: Path, river_id: str, models: LeadModels, *, created_at: datet
              window: tuple[datetime, datetime], data_sha256: str,
              backtest: Mapping[str, Any], future_rain: FutureRain | None = None,
              upstream: Sequence[str] | None = None, source: str = "",
-             engine: Engine | None = None, actor: str = "forecast",
              pooled: Mapping[str, Any] | None = None) -> Version:
     """Save ``models`` as a new candidate version of ``river_id``; returns it.
 
     ``backtest``: ``{"spec": {...}, "rmse_event": {lead: m}, "rmse": {...}, ...}`` from the
     judging backtest. ``future_rain`` and ``upstream`` (codes) say how the features were built,
     so loading can check them against the code; ``source`` names the data source
-    (``simulated`` labels reports). With ``engine`` the version is also recorded in the
-    database (status candidate) and the audit log. ``pooled`` (``{"rivers": [...],
+    (``simulated`` labels reports); ``pipeline.models.register`` also records it in the
+    database with an audit row. ``pooled`` (``{"rivers": [...],
     "attributes": {"area_km2", "threshold_m"}}``) marks a pooled model across rivers (a
     ``pooled.PooledLeadModels``; no upstream inputs); loading binds it to those attributes.
     """
@@ -182,29 +178,22 @@ def register(root: Path, river_id: str, models: LeadModels, *, created_at: datet
     manifest: dict[str, Any] = {
         "manifest_format": MANIFEST_FORMAT, "model_format": model_format(),
         "river_id": river_id, "version": version, "created_at": created_at.isoformat(),
-        "status": "candidate",
         "training_window": [window[0].isoformat(), window[1].isoformat()],
         "features": list(models.features), "future_rain": future_rain,
         "upstream": None if upstream is None else list(upstream),
         "parameters": asdict(models.settings), "high_water_m": models.high_water_m,
         "data_sha256": data_sha256, "source": source, "package_version": __version__,
         "lightgbm_version": lgb.__version__, "git_commit": _git_commit(),
-        "backtest": _jsonable(backtest),
+        "backtest": jsonable(backtest),
     }
     if pooled is not None:
-        manifest["pooled"] = _jsonable(pooled)
+        manifest["pooled"] = jsonable(pooled)
     # write under a hidden temporary name, then rename: readers never see half a version
     tmp = river_dir / f".tmp-{version}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     persist.save(models, tmp)
     _write_json(tmp / "manifest.json", manifest)
     os.replace(tmp, path)
-    if engine is not None:
-        repository.register_model_version(engine, river_id=river_id, version=version,
-                                          path=str(path), manifest=_jsonable(manifest),
-                                          created_at=created_at)
-        repository.audit(engine, at=created_at, actor=actor, action="model.register",
-                         target=f"{river_id}/{version}", details={"data_sha256": data_sha256})
     return Version(river_id, version, path, manifest)
 
 
@@ -284,60 +273,14 @@ def load_version(root: Path, river_id: str, version: str, *,
     return Version(river_id, version, path, manifest), models
 
 
-# ------------------------------------------------------------------ champion pointer
-def _champion_file(root: Path, river_id: str) -> Path:
-    return Path(root) / river_id / "champion.json"
-
-
-def _champion_state(root: Path, river_id: str) -> dict[str, Any]:
-    f = _champion_file(root, river_id)
-    if not f.exists():
-        return {"champion": None, "history": []}
-    try:
-        state = json.loads(f.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ManifestError(f"{f} is damaged; fix or delete it and promote again") from exc
-    return dict(state)
-
-
-def _stack(history: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Champion stack replayed from the history: promotions push, rollbacks pop."""
-    stack: list[str] = []
-    for h in history:
-        if h.get("action", "rollback" if h.get("note") == "rollback" else "promote") \
-                == "rollback":
-            if stack:
-                stack.pop()
-        else:
-            stack.append(str(h["version"]))
-    return stack
-
-
-def champion(root: Path, river_id: str) -> str | None:
-    """The champion version of a river (None if none was promoted)."""
-    v = _champion_state(root, river_id).get("champion")
-    return str(v) if v else None
-
-
-def load_champion(root: Path, river_id: str, *, features: Sequence[str] | None = None
-                  ) -> tuple[str, LeadModels] | None:
-    """(version, models) of the river's champion, or None; a bad champion raises
-    ``ManifestError`` (a ``forecast.cycle.ModelProvider``)."""
-    v = champion(root, river_id)
-    if v is None:
-        return None
-    version, models = load_version(root, river_id, v, features=features)
-    return version.version, models
-
-
+# ------------------------------------------------------------------ listing and policy
 def list_versions(root: Path, river_id: str | None = None) -> pd.DataFrame:
-    """Every registered version: river_id, version, created_at, champion (bool),
-    event_rmse_3_6h / rmse_3_6h (m, judging backtest), status (ok | damaged)."""
+    """Every version directory: river_id, version, created_at, event_rmse_3_6h / rmse_3_6h
+    (m, judging backtest), status (ok | damaged). Which is champion: ``pipeline.models``."""
     rows: list[dict[str, Any]] = []
     base = Path(root)
     rivers = [river_id] if river_id else sorted(p.name for p in base.glob("*") if p.is_dir())
     for r in rivers:
-        champ = champion(base, r)
         for d in sorted((base / r).glob("*/manifest.json")):
             if d.parent.name.startswith("."):
                 continue
@@ -345,15 +288,14 @@ def list_versions(root: Path, river_id: str | None = None) -> pd.DataFrame:
                 m = _read_manifest(d.parent)
             except ManifestError:
                 rows.append({"river_id": r, "version": d.parent.name, "created_at": None,
-                             "champion": False, "event_rmse_3_6h": None, "rmse_3_6h": None,
-                             "status": "damaged"})
+                             "event_rmse_3_6h": None, "rmse_3_6h": None, "status": "damaged"})
                 continue
             v = Version(r, d.parent.name, d.parent, m)
             rows.append({"river_id": r, "version": v.version, "created_at": m.get("created_at"),
-                         "champion": v.version == champ, "event_rmse_3_6h": v.event_rmse,
-                         "rmse_3_6h": v._mean("rmse"), "status": "ok"})
-    return pd.DataFrame(rows, columns=["river_id", "version", "created_at", "champion",
-                                       "event_rmse_3_6h", "rmse_3_6h", "status"])
+                         "event_rmse_3_6h": v.event_rmse, "rmse_3_6h": v._mean("rmse"),
+                         "status": "ok"})
+    return pd.DataFrame(rows, columns=["river_id", "version", "created_at", "event_rmse_3_6h",
+                                       "rmse_3_6h", "status"])
 
 
 def _scores(root: Path, river_id: str, champ: Version, chall: Version,
@@ -375,90 +317,29 @@ def _scores(root: Path, river_id: str, champ: Version, chall: Version,
             "both re-scored on one hold-out")
 
 
-def promote(root: Path, river_id: str, version: str, *, at: datetime, force: bool = False,
-            compare_with_champion: bool = True, evaluate: Evaluator | None = None,
-            engine: Engine | None = None, actor: str = "forecast") -> str:
-    """Make ``version`` the champion after the champion–challenger check; returns a message.
+def promotion_note(root: Path, river_id: str, version: str, current: str | None, *,
+                   force: bool = False, evaluate: Evaluator | None = None) -> str:
+    """Decide whether ``version`` may replace champion ``current`` (None: no champion yet);
+    returns the note to record, or raises ``RegistryError`` with both figures.
 
-    The challenger must load (manifest checks). Unless ``force`` or
-    ``compare_with_champion=False``, it must not be worse than the champion on the judged
-    score (see module docstring); otherwise ``RegistryError`` with both figures. With
-    ``engine`` the promotion is mirrored into ``model_versions`` and the audit log.
+    The challenger must load (manifest checks). Unless ``force``, it must not be worse than
+    the champion on the judged score (module docstring).
     """
     challenger, _ = load_version(root, river_id, version)
-    state = _champion_state(root, river_id)
-    current = state.get("champion")
     if current == version:
         raise RegistryError(f"{river_id}: {version} is already the champion")
-    note = "first champion"
-    if current and compare_with_champion and not force:
-        champ, _ = load_version(root, river_id, current)
-        a, b, basis, how = _scores(root, river_id, champ, challenger, evaluate)
-        if a is None or b is None:
-            raise RegistryError(f"{river_id}: no backtest scores for leads 3–6 h in a manifest "
-                                "(trained with --no-backtest?); use --force to promote anyway")
-        if a > b:
-            raise RegistryError(
-                f"{river_id}: challenger {version} is worse than champion {current} on "
-                f"{basis} (leads 3–6 h, {how}): {a:.3f} m vs {b:.3f} m; not promoted "
-                "(use --force to override)")
-        note = f"{basis} 3–6 h {a:.3f} m vs champion {b:.3f} m ({how})"
-    elif current:
-        note = "forced" if force else "promoted without comparison"
-    history = [*state.get("history", []), {"version": version, "at": at.isoformat(),
-                                            "action": "promote", "note": note}]
-    _write_json(_champion_file(root, river_id), {"champion": version, "history": history})
-    _mark(root, river_id, version, _stack(history))
-    if engine is not None:
-        _mirror(engine, challenger, at, actor, "model.promote",
-                {"previous": current, "note": note, "force": force})
-    return f"{river_id}: {version} is champion ({note})"
-
-
-def rollback(root: Path, river_id: str, *, at: datetime, engine: Engine | None = None,
-             actor: str = "forecast") -> str:
-    """Restore the previous champion (it must still load); returns its version."""
-    state = _champion_state(root, river_id)
-    history = list(state.get("history", []))
-    stack = _stack(history)
-    if len(stack) < 2:
-        raise RegistryError(f"{river_id}: no earlier champion to roll back to")
-    previous = stack[-2]
-    prev, _ = load_version(root, river_id, previous)  # refuses a damaged or mismatching one
-    history.append({"version": previous, "at": at.isoformat(), "action": "rollback",
-                    "note": "rollback", "from": stack[-1]})
-    _write_json(_champion_file(root, river_id), {"champion": previous, "history": history})
-    _mark(root, river_id, previous, [*_stack(history), stack[-1]])
-    if engine is not None:
-        _mirror(engine, prev, at, actor, "model.rollback", {"from": stack[-1]})
-    return str(previous)
-
-
-def _mark(root: Path, river_id: str, champ: str, former: Sequence[str]) -> None:
-    """Keep each manifest's informational ``status`` in step with the pointer."""
-    for d in (Path(root) / river_id).glob("*/manifest.json"):
-        if d.parent.name.startswith("."):
-            continue
-        try:
-            m = json.loads(d.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        status = ("champion" if d.parent.name == champ
-                  else "retired" if d.parent.name in former else m.get("status", "candidate"))
-        if isinstance(m, dict) and m.get("status") != status:
-            m["status"] = status
-            _write_json(d, m)
-
-
-def _mirror(engine: Engine, v: Version, at: datetime, actor: str, action: str,
-            details: dict[str, Any]) -> None:
-    known = repository.list_model_versions(engine, v.river_id)
-    if v.version not in set(known["version"]):
-        # registered before the database was in use: record it now
-        repository.register_model_version(
-            engine, river_id=v.river_id, version=v.version, path=str(v.path),
-            manifest=_jsonable(v.manifest),
-            created_at=datetime.fromisoformat(str(v.manifest["created_at"])))
-    repository.set_champion(engine, river_id=v.river_id, version=v.version, at=at)
-    repository.audit(engine, at=at, actor=actor, action=action,
-                     target=f"{v.river_id}/{v.version}", details=_jsonable(details))
+    if current is None:
+        return "first champion"
+    if force:
+        return "forced"
+    champ, _ = load_version(root, river_id, current)
+    a, b, basis, how = _scores(root, river_id, champ, challenger, evaluate)
+    if a is None or b is None:
+        raise RegistryError(f"{river_id}: no backtest scores for leads 3–6 h in a manifest "
+                            "(trained with --no-backtest?); use --force to promote anyway")
+    if a > b:
+        raise RegistryError(
+            f"{river_id}: challenger {version} is worse than champion {current} on "
+            f"{basis} (leads 3–6 h, {how}): {a:.3f} m vs {b:.3f} m; not promoted "
+            "(use --force to override)")
+    return f"{basis} 3–6 h {a:.3f} m vs champion {b:.3f} m ({how})"

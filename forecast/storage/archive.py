@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from forecast.errors import StorageError
 from forecast.storage.tables import raw_fetches, raw_payloads
@@ -35,98 +35,85 @@ def sha256_hex(data: bytes) -> str:
 
 
 def archive_payload(
-    engine: Engine, data: bytes, *, source: str, uri: str, fetched_at: datetime
+    conn: Connection, data: bytes, *, source: str, uri: str, fetched_at: datetime
 ) -> ArchivedPayload:
-    """Store ``data`` (once per content) and record this fetch; returns its identifiers."""
+    """Store ``data`` (once per content) and record this fetch; returns its identifiers.
+    Commit this before parsing (its own transaction), so the bytes survive a parser crash."""
     sha = sha256_hex(data)
-    try:
-        with engine.begin() as conn:
-            exists = conn.execute(
-                sa.select(raw_payloads.c.sha256).where(raw_payloads.c.sha256 == sha)
-            ).first() is not None
-            if not exists:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(raw_payloads.insert().values(
-                            sha256=sha, size=len(data), content=data, first_seen_at=fetched_at))
-                except IntegrityError:  # stored concurrently by another process: fine
-                    exists = True
-            fetch_id = conn.execute(
-                raw_fetches.insert().values(
-                    sha256=sha, source=source, uri=uri, fetched_at=fetched_at,
-                    parse_status="pending",
-                ).returning(raw_fetches.c.id)
-            ).scalar_one()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"archiving payload from {uri!r} failed: {exc}") from exc
+    exists = conn.execute(
+        sa.select(raw_payloads.c.sha256).where(raw_payloads.c.sha256 == sha)
+    ).first() is not None
+    if not exists:
+        try:
+            with conn.begin_nested():
+                conn.execute(raw_payloads.insert().values(
+                    sha256=sha, size=len(data), content=data, first_seen_at=fetched_at))
+        except IntegrityError:  # stored concurrently by another process: fine
+            exists = True
+    fetch_id = conn.execute(
+        raw_fetches.insert().values(
+            sha256=sha, source=source, uri=uri, fetched_at=fetched_at, parse_status="pending",
+        ).returning(raw_fetches.c.id)
+    ).scalar_one()
     return ArchivedPayload(int(fetch_id), sha, len(data), exists)
 
 
 def archive_payloads(
-    engine: Engine, items: list[tuple[bytes, str]], *, source: str, fetched_at: datetime
+    conn: Connection, items: list[tuple[bytes, str]], *, source: str, fetched_at: datetime
 ) -> list[ArchivedPayload]:
-    """Archive many ``(data, uri)`` payloads in one transaction (bulk file imports)."""
+    """Archive many ``(data, uri)`` payloads at once (bulk file imports)."""
     shas = [sha256_hex(d) for d, _ in items]
-    try:
-        with engine.begin() as conn:
-            known = {r[0] for r in conn.execute(
-                sa.select(raw_payloads.c.sha256).where(raw_payloads.c.sha256.in_(set(shas))))}
-            new: dict[str, bytes] = {}
-            for sha, (data, _) in zip(shas, items, strict=True):
-                if sha not in known:
-                    new.setdefault(sha, data)
-            if new:
-                conn.execute(raw_payloads.insert(), [
-                    {"sha256": s, "size": len(d), "content": d, "first_seen_at": fetched_at}
-                    for s, d in new.items()])
-            # one batched INSERT … RETURNING, ids in the order of `items`
-            ids = [int(i) for i in conn.execute(
-                raw_fetches.insert().returning(raw_fetches.c.id, sort_by_parameter_order=True),
-                [{"sha256": sha, "source": source, "uri": uri, "fetched_at": fetched_at,
-                  "parse_status": "pending"} for sha, (_, uri) in zip(shas, items, strict=True)],
-            ).scalars()]
-    except SQLAlchemyError as exc:
-        raise StorageError(f"archiving {len(items)} payloads from {source!r} failed: {exc}") \
-            from exc
+    known = {r[0] for r in conn.execute(
+        sa.select(raw_payloads.c.sha256).where(raw_payloads.c.sha256.in_(set(shas))))}
+    new: dict[str, bytes] = {}
+    for sha, (data, _) in zip(shas, items, strict=True):
+        if sha not in known:
+            new.setdefault(sha, data)
+    if new:
+        conn.execute(raw_payloads.insert(), [
+            {"sha256": s, "size": len(d), "content": d, "first_seen_at": fetched_at}
+            for s, d in new.items()])
+    # one batched INSERT … RETURNING, ids in the order of `items`
+    ids = [int(i) for i in conn.execute(
+        raw_fetches.insert().returning(raw_fetches.c.id, sort_by_parameter_order=True),
+        [{"sha256": sha, "source": source, "uri": uri, "fetched_at": fetched_at,
+          "parse_status": "pending"} for sha, (_, uri) in zip(shas, items, strict=True)],
+    ).scalars()]
     return [ArchivedPayload(i, s, len(d), s in known)
             for i, s, (d, _) in zip(ids, shas, items, strict=True)]
 
 
-def mark_parsed(engine: Engine, fetch_id: int, *, ok: bool, rows: int | None = None,
+def mark_parsed(conn: Connection, fetch_id: int, *, ok: bool, rows: int | None = None,
                 error: str | None = None) -> None:
     """Record the parse outcome of one fetch (``error`` is the typed error's message)."""
-    with engine.begin() as conn:
-        conn.execute(
-            raw_fetches.update().where(raw_fetches.c.id == fetch_id).values(
-                parse_status="ok" if ok else "failed", rows=rows, parse_error=error)
-        )
+    conn.execute(
+        raw_fetches.update().where(raw_fetches.c.id == fetch_id).values(
+            parse_status="ok" if ok else "failed", rows=rows, parse_error=error)
+    )
 
 
-def mark_parsed_many(engine: Engine, rows_by_fetch: dict[int, int | None]) -> None:
+def mark_parsed_many(conn: Connection, rows_by_fetch: dict[int, int | None]) -> None:
     """Mark many fetches parsed OK in one transaction (``rows`` None when parsed in a batch)."""
     if not rows_by_fetch:
         return
     stmt = raw_fetches.update().where(raw_fetches.c.id == sa.bindparam("fid")).values(
         parse_status="ok", rows=sa.bindparam("n"))
-    with engine.begin() as conn:
-        conn.execute(stmt, [{"fid": k, "n": v} for k, v in rows_by_fetch.items()])
+    conn.execute(stmt, [{"fid": k, "n": v} for k, v in rows_by_fetch.items()])
 
 
-def load_payload(engine: Engine, sha256: str) -> bytes:
+def load_payload(conn: Connection, sha256: str) -> bytes:
     """The archived bytes with this content hash."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(raw_payloads.c.content).where(raw_payloads.c.sha256 == sha256)
-        ).first()
+    row = conn.execute(
+        sa.select(raw_payloads.c.content).where(raw_payloads.c.sha256 == sha256)
+    ).first()
     if row is None:
         raise StorageError(f"no archived payload {sha256}")
     return bytes(row[0])
 
 
-def failed_fetches(engine: Engine, source: str | None = None) -> list[dict[str, object]]:
+def failed_fetches(conn: Connection, source: str | None = None) -> list[dict[str, object]]:
     """Fetches whose payload failed to parse (to re-parse after a fix)."""
     q = sa.select(raw_fetches).where(raw_fetches.c.parse_status == "failed")
     if source is not None:
         q = q.where(raw_fetches.c.source == source)
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q.order_by(raw_fetches.c.id))]
+    return [dict(r._mapping) for r in conn.execute(q.order_by(raw_fetches.c.id))]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 
@@ -74,3 +76,8 @@ def bulk_load(conn: Connection, table: sa.Table, df: pd.DataFrame,
         f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})",
         rows,
     )
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT with ``on_conflict_do_update`` for this connection's dialect."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)

@@ -1,13 +1,20 @@
-"""Engine creation and schema migrations.
+"""Engine creation, the unit of work and schema migrations.
 
 SQLite (the embedded default) runs in WAL mode so one writer and many readers work at once;
 PostgreSQL is selected by a ``postgresql+psycopg://`` URL. ``migrate`` applies the Alembic
 migrations shipped in ``forecast/storage/migrations``; ``check_schema`` refuses a database whose
 schema is not at the revision this code expects.
+
+``transaction(engine)`` is the unit of work: every repository function takes the
+``Connection`` it yields, so a forecast, its cycle outcome, an alert state change, an outbox row
+and an audit row commit together or not at all. It is also the one place where driver errors
+become ``StorageError`` (with any password scrubbed from the message: ``redact``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +23,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from forecast.errors import MigrationError, StorageError
 
@@ -35,6 +42,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def redact(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # not even parseable: keep the scheme only, the rest may hold a secret
+        return url.split(":", 1)[0] + ":***"
+
+
+def scrub(text: str, engine: Engine | None) -> str:
+    """``text`` with the engine URL's password removed (driver messages may quote it)."""
+    password = engine.url.password if engine is not None else None
+    return text.replace(str(password), "***") if password else text
+
+
 def create_engine(url: str) -> Engine:
     """An engine for ``url``; creates the SQLite file's folder when needed."""
     if url.startswith("postgresql://"):
@@ -49,8 +71,38 @@ def create_engine(url: str) -> Engine:
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ValueError) as exc:
-        raise StorageError(f"cannot create a database engine for {url!r}: {exc}") from exc
+        secret = _password_of(url)
+        detail = str(exc).replace(secret, "***") if secret else str(exc)
+        raise StorageError(f"cannot create a database engine for {redact(url)}: "
+                           f"{detail}") from None
     return engine
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except (ArgumentError, ValueError):
+        return None
+
+
+@contextmanager
+def transaction(engine: Engine, what: str = "database operation") -> Iterator[Connection]:
+    """One unit of work: commits when the block ends, rolls back on any exception.
+
+    Driver errors (``SQLAlchemyError``) become ``StorageError`` naming ``what``, with any
+    password scrubbed; project errors raised inside pass through unchanged (after rollback).
+    """
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StorageError(f"{what} failed: {scrub(_first_line(exc), engine)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's message without SQLAlchemy's multi-line statement/parameter dump."""
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def _alembic_config(engine: Engine) -> Config:
@@ -71,11 +123,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read the schema revision: {exc}") from exc
+    with transaction(engine, "reading the schema revision") as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def migrate(engine: Engine) -> str:
@@ -83,7 +132,7 @@ def migrate(engine: Engine) -> str:
     try:
         command.upgrade(_alembic_config(engine), "head")
     except SQLAlchemyError as exc:
-        raise MigrationError(f"migration failed: {exc}") from exc
+        raise MigrationError(f"migration failed: {scrub(_first_line(exc), engine)}") from exc
     return head_revision()
 
 

@@ -21,11 +21,10 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from forecast import frames
-from forecast.errors import StorageError
 from forecast.storage.bulk import bulk_load
 from forecast.storage.tables import UTCDateTime, observation_history, observations
 
@@ -71,13 +70,14 @@ def _changed(cur: sa.Table, new: sa.Table | Any) -> sa.ColumnElement[bool]:
 
 
 def upsert_observations(
-    engine: Engine, df: pd.DataFrame, *, source: str, now: datetime
+    conn: Connection, df: pd.DataFrame, *, source: str, now: datetime
 ) -> UpsertResult:
     """Write an observations frame (``forecast.frames`` contract) idempotently.
 
-    ``source`` names the ingest source; ``now`` is the ingest time (UTC, tz-aware).
-    Duplicate (station, variable, time) rows inside one batch keep the last one.
-    Raises ``StorageError`` and leaves no partial rows if anything fails.
+    ``source`` names the ingest source (or the data's provenance, e.g. ``simulated``); ``now``
+    is the ingest time (UTC, tz-aware). Duplicate (station, variable, time) rows inside one
+    batch keep the last one. Runs inside the caller's transaction: a failure leaves no rows.
+    Callers outside storage use ``pipeline.collect.store_observations`` (QC first).
     """
     df = frames.observations(df)
     df = df.drop_duplicates(["station_id", "variable", "time"], keep="last")
@@ -85,39 +85,35 @@ def upsert_observations(
     if df.empty:
         return UpsertResult(0, 0, 0)
     spans = df.groupby("station_id", sort=True)["time"].agg(["min", "max"])
-    try:
-        with engine.begin() as conn:
-            o = observations
-            # Which stations already hold rows inside this batch's time span (one indexed
-            # range count per station)?
-            overlapping = {
-                sid for sid, (t0, t1) in spans.iterrows()
-                if conn.execute(sa.select(sa.func.count()).where(
-                    o.c.station_id == sid, o.c.time >= t0.to_pydatetime(),
-                    o.c.time <= t1.to_pydatetime())).scalar_one()
-            }
-            fresh = ~df["station_id"].isin(overlapping)
-            result = UpsertResult(0, 0, 0)
-            if fresh.any():
-                # Fast path for new data (bulk imports, live appends): nothing to compare or
-                # supersede, so the rows go straight in. A concurrent writer that got there
-                # first makes this fail on the primary key; we then take the general path.
-                try:
-                    with conn.begin_nested():
-                        bulk_load(conn, o, df.loc[fresh, list(_STAGE_COLS)],
-                                  constants={"revision": 0, "ingested_at": now})
-                    result = UpsertResult(inserted=int(fresh.sum()), revised=0, unchanged=0)
-                    df = df.loc[~fresh]
-                except IntegrityError:
-                    pass
-            if df.empty:
-                return result
-            rest = _upsert_general(conn, df, sorted(df["station_id"].unique()),
-                                   df["time"].min().to_pydatetime(),
-                                   df["time"].max().to_pydatetime(), now)
-            return UpsertResult(result.inserted + rest.inserted, rest.revised, rest.unchanged)
-    except SQLAlchemyError as exc:
-        raise StorageError(f"writing {len(df)} observations from {source!r} failed: {exc}") from exc
+    o = observations
+    # Which stations already hold rows inside this batch's time span (one indexed range count
+    # per station)?
+    overlapping = {
+        sid for sid, (t0, t1) in spans.iterrows()
+        if conn.execute(sa.select(sa.func.count()).where(
+            o.c.station_id == sid, o.c.time >= t0.to_pydatetime(),
+            o.c.time <= t1.to_pydatetime())).scalar_one()
+    }
+    fresh = ~df["station_id"].isin(overlapping)
+    result = UpsertResult(0, 0, 0)
+    if fresh.any():
+        # Fast path for new data (bulk imports, live appends): nothing to compare or supersede,
+        # so the rows go straight in. A concurrent writer that got there first makes this fail
+        # on the primary key; we then take the general path.
+        try:
+            with conn.begin_nested():
+                bulk_load(conn, o, df.loc[fresh, list(_STAGE_COLS)],
+                          constants={"revision": 0, "ingested_at": now})
+            result = UpsertResult(inserted=int(fresh.sum()), revised=0, unchanged=0)
+            df = df.loc[~fresh]
+        except IntegrityError:
+            pass
+    if df.empty:
+        return result
+    rest = _upsert_general(conn, df, sorted(df["station_id"].unique()),
+                           df["time"].min().to_pydatetime(), df["time"].max().to_pydatetime(),
+                           now)
+    return UpsertResult(result.inserted + rest.inserted, rest.revised, rest.unchanged)
 
 
 def _upsert_general(conn: Connection, df: pd.DataFrame, stations: list[str], t0: datetime,
@@ -181,7 +177,7 @@ def _upsert_general(conn: Connection, df: pd.DataFrame, stations: list[str], t0:
 
 
 def read_observations(
-    engine: Engine,
+    conn: Connection,
     *,
     station_ids: list[str] | None = None,
     variable: str | None = None,
@@ -194,7 +190,7 @@ def read_observations(
     # SQLite stores times as UTC text: reading the text and parsing it in one vectorised call
     # is ~10x faster than a datetime object per row (training reads millions of rows).
     time_col = (sa.type_coerce(o.c.time, sa.String).label("time")
-                if engine.dialect.name == "sqlite" else o.c.time)
+                if conn.dialect.name == "sqlite" else o.c.time)
     q = sa.select(o.c.station_id, o.c.variable, time_col, o.c.value, o.c.flag, o.c.qc_rule,
                   o.c.provisional, o.c.source, o.c.revision)
     if station_ids is not None:
@@ -206,11 +202,7 @@ def read_observations(
     if end is not None:
         q = q.where(o.c.time < end)
     q = q.order_by(o.c.station_id, o.c.variable, o.c.time)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(q).all()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"reading observations failed: {exc}") from exc
+    rows = conn.execute(q).all()
     if not rows:
         out = frames.empty_observations()
         out["source"] = pd.Series([], dtype=object)
@@ -226,7 +218,7 @@ def read_observations(
 
 
 def observation_history_frame(
-    engine: Engine, station_id: str, variable: str, time: datetime
+    conn: Connection, station_id: str, variable: str, time: datetime
 ) -> pd.DataFrame:
     """Every superseded version of one observation, oldest first."""
     h = observation_history
@@ -236,7 +228,23 @@ def observation_history_frame(
         .where(h.c.station_id == station_id, h.c.variable == variable, h.c.time == time)
         .order_by(h.c.revision)
     )
-    with engine.connect() as conn:
-        rows = conn.execute(q).all()
+    rows = conn.execute(q).all()
     return pd.DataFrame(rows, columns=["value", "flag", "provisional", "source", "revision",
                                        "ingested_at", "superseded_at"])
+
+
+def has_simulated_data(conn: Connection) -> bool:
+    """True when any stored observation comes from the simulation (labels the API and page)."""
+    return bool(conn.execute(sa.select(sa.exists().where(observations.c.source == "simulated"))
+                             ).scalar())
+
+
+def latest_times(conn: Connection) -> pd.DataFrame:
+    """Per station and variable: the newest observation time with a value (freshness)."""
+    o = observations
+    rows = conn.execute(sa.select(o.c.station_id, o.c.variable, sa.func.max(o.c.time))
+                        .where(o.c.value.is_not(None))
+                        .group_by(o.c.station_id, o.c.variable)).all()
+    df = pd.DataFrame(rows, columns=["station_id", "variable", "time"])
+    df["time"] = pd.to_datetime(df["time"], utc=True)
+    return df

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.sql.expression import false as sa_false
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
@@ -141,15 +142,30 @@ rain_vintages = Table(
     _ts("ingested_at", nullable=False),
 )
 
+# One row per run of an issue time; re-running an issue time adds a revision (runs are
+# immutable: a forecast a notification was raised on is never overwritten).
 cycle_runs = Table(
     "cycle_runs", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     _ts("issued_at", nullable=False, index=True),
+    Column("revision", Integer, nullable=False, server_default="1"),
     _ts("started_at", nullable=False),
     _ts("finished_at", nullable=True),
-    Column("trigger", String(32), nullable=False),       # schedule | cli | replay | api
+    Column("trigger", String(32), nullable=False),       # schedule | cli | replay | demo | api
     Column("status", String(16), nullable=False),        # running | ok | partial | failed
     Column("message", Text, nullable=True),
+    Column("owner", String(128), nullable=False, server_default=""),   # host:pid
+    UniqueConstraint("issued_at", "revision", name="uq_cycle_runs_issue"),
+)
+
+# The issue-time lock on SQLite (PostgreSQL uses an advisory lock instead): one row per issue
+# time being run; a row past ``expires_at`` belongs to a process that died and may be taken.
+cycle_locks = Table(
+    "cycle_locks", metadata,
+    _ts("issued_at", primary_key=True),
+    Column("owner", String(128), nullable=False),
+    _ts("acquired_at", nullable=False),
+    _ts("expires_at", nullable=False),
 )
 
 cycle_river_outcomes = Table(
@@ -174,7 +190,10 @@ forecast_runs = Table(
     Column("inputs", JSON, nullable=False),               # lineage: inputs used and missing
     Column("cycle_id", Integer, ForeignKey("cycle_runs.id"), nullable=True),
     _ts("created_at", nullable=False),
-    UniqueConstraint("river_id", "issued_at", "model_version", name="uq_forecast_runs_key"),
+    Column("revision", Integer, nullable=False, server_default="1"),
+    Column("low_confidence", Boolean, nullable=False, server_default=sa_false()),
+    Column("reasons", JSON, nullable=False, server_default="[]"),   # why low-confidence
+    UniqueConstraint("river_id", "issued_at", "revision", name="uq_forecast_runs_key"),
 )
 
 forecast_values = Table(
@@ -213,15 +232,27 @@ alert_events = Table(
     _ts("created_at", nullable=False),
 )
 
+# Registered model versions (the artifacts live in the registry directory).
 model_versions = Table(
     "model_versions", metadata,
     Column("river_id", String(64), primary_key=True),
     Column("version", String(64), primary_key=True),
     _ts("created_at", nullable=False),
-    Column("status", String(16), nullable=False),         # candidate | champion | retired
     Column("path", Text, nullable=False),
     Column("manifest", JSON, nullable=False),
-    _ts("promoted_at", nullable=True),
+)
+
+# The one truth about champions: promotions push a version, rollbacks pop it; the champion of
+# a river is the top of the stack replayed from these rows (``storage.models.champion``).
+champion_events = Table(
+    "champion_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("river_id", String(64), nullable=False, index=True),
+    Column("version", String(64), nullable=False),
+    Column("action", String(16), nullable=False),         # promote | rollback
+    _ts("at", nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("note", Text, nullable=False),
 )
 
 audit_log = Table(

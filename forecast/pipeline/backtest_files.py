@@ -45,6 +45,7 @@ from forecast.errors import ForecastError, InputFileError, InsufficientDataError
 from forecast.features import CENSORED, FUTURE_RAIN_MODES, LEADS, FutureRain, river_hourly
 from forecast.frames import LEVEL, RAIN, RELEASE
 from forecast.modelling.backtest import Fold, backtest_river, fold_test_times
+from forecast.modelling.backtest import summary_table as summary_table  # re-exported for the CLI
 from forecast.modelling.lgbm import LgbmSettings, with_transform
 from forecast.modelling.metrics import attach_observed, event_windows, lead_scores
 from forecast.modelling.report import BacktestRun, write_report

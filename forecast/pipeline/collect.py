@@ -1,8 +1,12 @@
-"""Collection service: fetch → archive → parse → QC → store, for live sources and for replays.
+"""The one store path for observations, and collection: fetch → archive → parse → QC → store.
 
-``collect`` runs every source of one cycle; ``collect_replay`` stores what a ``Replay`` makes
-available at a clock time by the same path (the replayed rows are archived as a CSV payload,
-so re-parsing from the archive works the same for both).
+``store_observations`` is the only way observations reach storage, whatever their way in (file
+import, live fetch, replay, simulation, demo): QC over the stored recent window plus the new
+rows, then an idempotent upsert, in one transaction. ``recheck_qc`` re-runs QC over stored
+history (after the catalogue's limits change). ``collect`` runs every source of one cycle;
+``collect_replay`` stores what a ``Replay`` makes available at a clock time by the same path
+(the replayed rows are archived as a CSV payload, so re-parsing from the archive works the same
+for both).
 
 Rules:
 * every payload is archived (``archive_payload``) *before* it is parsed, so a parser bug never
@@ -26,7 +30,6 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Engine
 
 from forecast import frames
 from forecast.catalogue import Catalogue
@@ -34,10 +37,12 @@ from forecast.errors import ForecastError, SourceError, StorageError
 from forecast.ingest.fetch import Fetcher
 from forecast.ingest.replay import Replay, parse_rain_csv, parse_replay_csv, rain_to_csv, to_csv
 from forecast.ingest.sources import Parsed, Source
+from forecast.pipeline.context import Context
 from forecast.qc import RainLimits, apply_qc
 from forecast.storage.archive import archive_payload, mark_parsed
+from forecast.storage.engine import transaction
 from forecast.storage.observations import read_observations, upsert_observations
-from forecast.storage.repository import upsert_rain_vintages
+from forecast.storage.rain import upsert_rain_vintages
 
 log = logging.getLogger(__name__)
 
@@ -141,36 +146,41 @@ class StoreResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _qc_store(engine: Engine, catalogue: Catalogue, new: pd.DataFrame, *, source: str,
-              now: datetime, rain: RainLimits) -> tuple[int, int]:
+def _qc_store(ctx: Context, new: pd.DataFrame, *, source: str, now: datetime,
+              rain: RainLimits) -> tuple[int, int]:
     first = new["time"].min()
     rewrite_from = first - pd.Timedelta(REEVALUATE)
-    stored = read_observations(
-        engine, station_ids=sorted(new["station_id"].unique()),
-        start=(rewrite_from - _lookback(catalogue, rain)).to_pydatetime())
-    checked = apply_qc(_merge(stored, new), catalogue, rain_limits=rain)
-    # Older context rows only inform the rules; their verdicts were settled by earlier runs.
-    out = checked[checked["time"] >= rewrite_from]
-    res = upsert_observations(engine, out, source=source, now=now)
+    with transaction(ctx.engine, f"storing observations from {source}") as conn:
+        stored = read_observations(
+            conn, station_ids=sorted(new["station_id"].unique()),
+            start=(rewrite_from - _lookback(ctx.catalogue, rain)).to_pydatetime())
+        checked = apply_qc(_merge(stored, new), ctx.catalogue, rain_limits=rain)
+        # Older context rows only inform the rules; their verdicts were settled by earlier runs.
+        out = checked[checked["time"] >= rewrite_from]
+        res = upsert_observations(conn, out, source=source, now=now)
     return res.inserted, res.revised
 
 
-def store_observations(engine: Engine, catalogue: Catalogue, obs: pd.DataFrame, *,
-                       source: str, now: datetime,
+def store_observations(ctx: Context, obs: pd.DataFrame, *, source: str,
+                       now: datetime | None = None,
                        rain_limits: RainLimits | None = None) -> StoreResult:
     """QC new observations together with the stored recent window, then upsert them.
 
-    ``obs``: observations frame (``forecast.frames``), any stations. Rows from ``REEVALUATE``
-    before the earliest new reading onwards are re-checked and rewritten (idempotent: unchanged
-    rows are left alone). If the batch fails, each station is retried alone so one bad
-    station is reported in ``StoreResult.failed`` and the others are stored.
+    ``obs``: observations frame (``forecast.frames``), any stations; its flags are the
+    source's own (e.g. MLIT 欠測) and QC adds its verdicts. ``source`` is stored with every row
+    (the ingest source, or the provenance such as ``simulated``); ``now`` the ingest time
+    (default: the context's clock). Rows from ``REEVALUATE`` before the earliest new reading
+    onwards are re-checked and rewritten (idempotent: unchanged rows are left alone). If the
+    batch fails, each station is retried alone so one bad station is reported in
+    ``StoreResult.failed`` and the others are stored.
     """
     new = frames.observations(obs)
     if new.empty:
         return StoreResult()
+    now = now or ctx.clock.now()
     rain = rain_limits or RainLimits()
     try:
-        return StoreResult(*_qc_store(engine, catalogue, new, source=source, now=now, rain=rain))
+        return StoreResult(*_qc_store(ctx, new, source=source, now=now, rain=rain))
     except ForecastError as exc:
         stations = sorted(new["station_id"].unique())
         if len(stations) == 1:
@@ -180,8 +190,8 @@ def store_observations(engine: Engine, catalogue: Catalogue, obs: pd.DataFrame, 
     failed: dict[str, str] = {}
     for station, rows in new.groupby("station_id", sort=True):
         try:
-            i, r = _qc_store(engine, catalogue, rows.reset_index(drop=True), source=source,
-                             now=now, rain=rain)
+            i, r = _qc_store(ctx, rows.reset_index(drop=True), source=source, now=now,
+                             rain=rain)
         except ForecastError as exc:
             log.warning("storing %s from %s failed: %s", station, source, exc)
             failed[str(station)] = _describe(exc)
@@ -193,11 +203,14 @@ def store_observations(engine: Engine, catalogue: Catalogue, obs: pd.DataFrame, 
 Parse = Callable[[bytes, str], Parsed]
 
 
-def _ingest(engine: Engine, source: str, url: str, data: bytes, fetched_at: datetime,
+def _ingest(ctx: Context, source: str, url: str, data: bytes, fetched_at: datetime,
             parse: Parse) -> tuple[PayloadOutcome, Parsed | None]:
-    """Archive, then parse one payload; failures become the outcome, never an exception."""
+    """Archive (committed), then parse one payload; failures become the outcome, never an
+    exception."""
     try:
-        archived = archive_payload(engine, data, source=source, uri=url, fetched_at=fetched_at)
+        with transaction(ctx.engine, f"archiving {url}") as conn:
+            archived = archive_payload(conn, data, source=source, uri=url,
+                                       fetched_at=fetched_at)
     except StorageError as exc:
         log.error("archiving %s from %s failed: %s", url, source, exc)
         return PayloadOutcome(url, "archive_failed", error=_describe(exc)), None
@@ -207,13 +220,19 @@ def _ingest(engine: Engine, source: str, url: str, data: bytes, fetched_at: date
     except (ForecastError, ValueError) as exc:   # ValueError: e.g. a grid that misses a window
         log.warning("payload %s from %s does not parse: %s", url, source, exc)
         outcome.status, outcome.error = "parse_failed", _describe(exc)
-        mark_parsed(engine, archived.fetch_id, ok=False, error=outcome.error)
+        _mark(ctx, archived.fetch_id, ok=False, error=outcome.error)
         return outcome, None
     outcome.rows = parsed.rows
     return outcome, parsed
 
 
-def _store(engine: Engine, catalogue: Catalogue, report: SourceReport,
+def _mark(ctx: Context, fetch_id: int, *, ok: bool, rows: int | None = None,
+          error: str | None = None) -> None:
+    with transaction(ctx.engine, "recording a parse outcome") as conn:
+        mark_parsed(conn, fetch_id, ok=ok, rows=rows, error=error)
+
+
+def _store(ctx: Context, report: SourceReport,
            items: Sequence[tuple[PayloadOutcome, Parsed]], *, now: datetime) -> None:
     """Store every parsed payload of one source, then record each payload's outcome."""
     for _, p in items:
@@ -222,15 +241,16 @@ def _store(engine: Engine, catalogue: Catalogue, report: SourceReport,
     rain = [p.rain for _, p in items if not p.rain.empty]
     rain_error = ""
     if obs:
-        res = store_observations(engine, catalogue, pd.concat(obs, ignore_index=True),
-                                 source=report.name, now=now)
+        res = store_observations(ctx, pd.concat(obs, ignore_index=True), source=report.name,
+                                 now=now)
         report.inserted += res.inserted
         report.revised += res.revised
         report.failed_stations.update(res.failed)
     if rain:
         try:
-            report.rain_rows += upsert_rain_vintages(engine, pd.concat(rain, ignore_index=True),
-                                                     now=now)
+            with transaction(ctx.engine, f"storing rain vintages from {report.name}") as conn:
+                report.rain_rows += upsert_rain_vintages(
+                    conn, pd.concat(rain, ignore_index=True), now=now)
         except ForecastError as exc:
             log.warning("storing rain vintages from %s failed: %s", report.name, exc)
             rain_error = _describe(exc)
@@ -242,13 +262,13 @@ def _store(engine: Engine, catalogue: Catalogue, report: SourceReport,
             error = "; ".join(f"{s}: {report.failed_stations[s]}" for s in bad)
         if error:
             outcome.status, outcome.error = "store_failed", error
-            mark_parsed(engine, outcome.fetch_id, ok=False, error=error)
+            _mark(ctx, outcome.fetch_id, ok=False, error=error)
         else:
-            mark_parsed(engine, outcome.fetch_id, ok=True, rows=p.rows)
+            _mark(ctx, outcome.fetch_id, ok=True, rows=p.rows)
 
 
-def collect_source(engine: Engine, catalogue: Catalogue, source: Source, window: timedelta, *,
-                   now: datetime, fetcher: Fetcher) -> SourceReport:
+def collect_source(ctx: Context, source: Source, window: timedelta, *, now: datetime,
+                   fetcher: Fetcher) -> SourceReport:
     """``collect`` for one source (see there); never raises for the source's own failures."""
     report = SourceReport(source.name)
     try:
@@ -265,19 +285,19 @@ def collect_source(engine: Engine, catalogue: Catalogue, source: Source, window:
         if got.not_modified or got.content is None:
             report.payloads.append(PayloadOutcome(url, "not_modified"))
             continue
-        outcome, parsed = _ingest(engine, source.name, url, got.content, got.fetched_at,
+        outcome, parsed = _ingest(ctx, source.name, url, got.content, got.fetched_at,
                                   lambda d, u: source.parse(d, u, now=now))
         if outcome.status == "archive_failed":
             fetcher.forget(url)   # we kept nothing: the next run must download it again
         report.payloads.append(outcome)
         if parsed is not None:
             items.append((outcome, parsed))
-    _store(engine, catalogue, report, items, now=now)
+    _store(ctx, report, items, now=now)
     return report
 
 
-def collect(engine: Engine, catalogue: Catalogue, sources: Sequence[Source],
-            window: timedelta, *, now: datetime, fetcher: Fetcher) -> CollectReport:
+def collect(ctx: Context, sources: Sequence[Source], window: timedelta, *, fetcher: Fetcher,
+            now: datetime | None = None) -> CollectReport:
     """Fetch every source's payloads for ``(now - window, now]`` and store what they hold.
 
     Each payload is archived before parsing; observations go through ``store_observations``
@@ -285,14 +305,15 @@ def collect(engine: Engine, catalogue: Catalogue, sources: Sequence[Source],
     name); rain vintages through ``upsert_rain_vintages``. ``now`` (UTC) is the ingest time.
     Returns a ``CollectReport``; only storage failures outside a source's own work raise.
     """
+    now = now or ctx.clock.now()
     report = CollectReport()
     for source in sources:
-        report.sources[source.name] = collect_source(engine, catalogue, source, window,
-                                                     now=now, fetcher=fetcher)
+        report.sources[source.name] = collect_source(ctx, source, window, now=now,
+                                                     fetcher=fetcher)
     return report
 
 
-def collect_replay(engine: Engine, catalogue: Catalogue, replay: Replay, clock: datetime, *,
+def collect_replay(ctx: Context, replay: Replay, clock: datetime, *,
                    since: datetime | None = None,
                    window: timedelta = timedelta(hours=24)) -> CollectReport:
     """Store what ``replay`` makes available at ``clock`` by the live path.
@@ -316,9 +337,50 @@ def collect_replay(engine: Engine, catalogue: Catalogue, replay: Replay, clock: 
         if df.empty:
             continue
         url = f"replay://{replay.name}/{kind}?clock={stamp}"
-        outcome, parsed = _ingest(engine, replay.name, url, write(df), clock, parse)
+        outcome, parsed = _ingest(ctx, replay.name, url, write(df), clock, parse)
         report.payloads.append(outcome)
         if parsed is not None:
             items.append((outcome, parsed))
-    _store(engine, catalogue, report, items, now=clock)
+    _store(ctx, report, items, now=clock)
     return CollectReport({replay.name: report})
+
+
+def recheck_qc(ctx: Context, *, stations: Sequence[str] | None = None,
+               start: datetime | None = None, end: datetime | None = None,
+               rain_limits: RainLimits | None = None) -> StoreResult:
+    """Re-run QC over stored observations (e.g. after the catalogue's limits changed) and
+    rewrite the flags that change; values are never changed, and the old flags move to the
+    observation history. ``stations`` None: every station of the catalogue; [start, end):
+    the window (None: all). Returns the rows revised, per station failures recorded."""
+    rain = rain_limits or RainLimits()
+    codes = list(stations) if stations is not None else sorted(
+        {c for r in ctx.catalogue.rivers for c in r.station_codes})
+    now = ctx.clock.now()
+    revised = 0
+    failed: dict[str, str] = {}
+    for code in codes:
+        try:
+            with transaction(ctx.engine, f"re-checking {code}") as conn:
+                ctx_start = None if start is None else \
+                    (pd.Timestamp(start) - _lookback(ctx.catalogue, rain)).to_pydatetime()
+                stored = read_observations(conn, station_ids=[code], start=ctx_start, end=end)
+                if stored.empty:
+                    continue
+                # apply_qc undoes its own earlier verdicts first, so each value is judged
+                # anew from its source flag under today's limits.
+                checked = apply_qc(stored[list(frames.OBS_COLUMNS)], ctx.catalogue,
+                                   rain_limits=rain)
+                if start is not None:
+                    checked = checked[checked["time"] >= pd.Timestamp(start)]
+                # keep each row's stored source (provenance); fills take the station's
+                key = ["station_id", "variable", "time"]
+                checked = checked.merge(stored[[*key, "source"]], on=key, how="left")
+                checked["source"] = checked["source"].fillna(stored["source"].iloc[-1])
+                for src, part in checked.groupby("source", sort=True):
+                    res = upsert_observations(conn, part.drop(columns="source"),
+                                              source=str(src), now=now)
+                    revised += res.revised
+        except ForecastError as exc:
+            log.warning("re-checking %s failed: %s", code, exc)
+            failed[code] = _describe(exc)
+    return StoreResult(0, revised, failed)

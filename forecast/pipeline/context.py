@@ -1,0 +1,55 @@
+"""The context every pipeline function runs on, built once by an entry point."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from forecast.catalogue import Catalogue, load_catalogue
+from forecast.clock import Clock, SystemClock
+from forecast.settings import Settings, load_settings
+from forecast.storage.engine import create_engine, redact
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Settings, catalogue, database engine, clock and model registry root of one process.
+
+    ``owner`` (host:pid) names this process in cycle runs and issue-time locks.
+    """
+
+    settings: Settings
+    catalogue: Catalogue
+    engine: Engine
+    clock: Clock = field(default_factory=SystemClock)
+    models_root: Path = Path("models")
+    owner: str = field(default_factory=_owner)
+
+    @property
+    def database_label(self) -> str:
+        """The database URL without its password (for messages)."""
+        return redact(self.engine.url.render_as_string(hide_password=False))
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, clock: Clock | None = None
+                      ) -> Context:
+        """The context of an entry point: settings from the environment unless given."""
+        settings = settings or load_settings()
+        return cls(settings=settings, catalogue=load_catalogue(settings.catalogue),
+                   engine=create_engine(settings.db_url), clock=clock or SystemClock(),
+                   models_root=settings.models_dir)
+
+    @classmethod
+    def of(cls, engine: Engine, catalogue: Catalogue, *, clock: Clock,
+           models_root: Path = Path("models"), settings: Settings | None = None) -> Context:
+        """A context on an existing engine and catalogue (tests, notebooks, benchmarks)."""
+        return cls(settings=settings or load_settings({}), catalogue=catalogue, engine=engine,
+                   clock=clock, models_root=Path(models_root))

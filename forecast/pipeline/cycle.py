@@ -1,0 +1,271 @@
+"""The forecast cycle: stored inputs → features → predict → store, for one issue time.
+
+``run_cycle`` forecasts every river of the catalogue for issue time T (a whole or half UTC
+hour), using only data with observation time ≤ T and rain vintages issued ≤ T, and stores each
+forecast with its lineage (model version and variant, input cut-off, inputs used or missing,
+low-confidence reasons). The scheduler, the CLI, the demo and replays all call it.
+
+* Each run of T is a new, immutable revision (``cycle_runs.revision``; each river's forecast a
+  new ``forecast_runs`` revision): re-running T never overwrites what an earlier run said.
+* The issue-time lock (``storage.cycles.issue_lock``) lets one process run T at a time.
+* A river that fails, for any reason, is recorded in ``cycle_river_outcomes`` and the others
+  go on; the run is always closed with its real start and finish times (``finally``).
+* A river's forecast and its outcome row commit in one transaction.
+* Low confidence: a degraded model variant, a primary level flagged DOUBTFUL or FILLED, or a
+  crisis gauge whose silence the data cannot explain (``features.silence_reason``).
+
+Half-hour issue times: the hourly river frame is built on hours ending at T (every input time
+shifted by the half hour for the feature computation), so rain sums and the level at T keep
+their meaning; a rain vintage is used when its valid times line up with T's hours.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.catalogue import River
+from forecast.errors import CycleError
+from forecast.features import CENSORED, build_features, river_hourly, silence_reason
+from forecast.frames import LEVEL, Flag
+from forecast.modelling.lgbm import LeadModels
+from forecast.pipeline.context import Context
+from forecast.pipeline.models import champion_models
+from forecast.storage.cycles import finish_cycle, issue_lock, record_outcome, start_cycle
+from forecast.storage.engine import transaction
+from forecast.storage.forecasts import save_forecast
+from forecast.storage.observations import read_observations
+from forecast.storage.rain import read_rain_vintages
+
+log = logging.getLogger(__name__)
+
+ModelProvider = Callable[[str], tuple[str, LeadModels] | None]
+"""river id → (model version, trained models), or None when the river has no model."""
+
+LOOKBACK = timedelta(days=8)   # covers the 48 h rain sums and lets the API index settle
+RAIN_VINTAGE_AGE = timedelta(hours=6)
+STALE_LEVEL = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class RiverOutcome:
+    """How one river fared in a cycle."""
+
+    river_id: str
+    status: str                  # ok | degraded | failed | skipped
+    model_version: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class CycleReport:
+    """What a cycle did; ``forecasts`` is the forecast frame of every stored river."""
+
+    cycle_id: int
+    revision: int
+    issued_at: datetime
+    outcomes: list[RiverOutcome] = field(default_factory=list)
+    forecasts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    low_confidence: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        failed = sum(o.status in ("failed", "skipped") for o in self.outcomes)
+        if not self.outcomes or failed == len(self.outcomes):
+            return "failed"
+        return "partial" if failed else "ok"
+
+
+def issue_time(at: datetime) -> pd.Timestamp:
+    """``at`` as a UTC issue time; ``CycleError`` unless on a whole or half hour."""
+    if at.tzinfo is None:
+        raise CycleError(f"issue time {at} has no UTC offset")
+    t = pd.Timestamp(at).tz_convert("UTC")
+    if t != t.floor("30min"):
+        raise CycleError(f"issue time must be on a whole or half hour (UTC), got {t}")
+    return t
+
+
+def _level_reasons(obs: pd.DataFrame, river: River, issued: pd.Timestamp) -> list[str]:
+    """Low-confidence reasons from the QC flag of the primary reading used at T."""
+    rows = obs[(obs["station_id"] == river.primary_gauge) & (obs["variable"] == LEVEL)
+               & (obs["time"] <= issued) & (obs["time"] > issued - pd.Timedelta(minutes=30))]
+    if rows.empty:
+        return []
+    last = rows.sort_values("time").iloc[-1]
+    flag = int(last["flag"])
+    if flag in (int(Flag.DOUBTFUL), int(Flag.FILLED)):
+        return [f"level at {river.primary_gauge} is {Flag(flag).name} "
+                f"({last['qc_rule'] or 'no rule'}) at {last['time']:%H:%M}Z"]
+    return []
+
+
+def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame,
+                  issued: pd.Timestamp, version: str, models: LeadModels
+                  ) -> tuple[pd.DataFrame, str, dict[str, str], list[str]]:
+    # Work on hours ending at T: shift a half-hour issue time (and every input) onto the grid.
+    shift = issued - issued.floor("h")
+    t0 = issued - shift
+    mine = obs.loc[obs["station_id"].isin(river.station_codes)]
+    mine = mine.assign(time=mine["time"] - shift)
+    vint = vintages.assign(issued_at=vintages["issued_at"] - shift,
+                           valid_at=vintages["valid_at"] - shift)
+    hourly = river_hourly(mine, river, start=t0 - pd.Timedelta(LOOKBACK), end=t0)
+    valid = hourly.index[hourly[LEVEL].notna().to_numpy()]
+    last_level = valid.max() if len(valid) else None
+    if last_level is None or t0 - last_level > STALE_LEVEL:
+        raw = obs.loc[(obs["station_id"] == river.primary_gauge) & obs["value"].notna(), "time"]
+        seen = (f"latest reading {raw.max():%Y-%m-%d %H:%M}Z" if len(raw)
+                else "no reading in the last 8 days")
+        raise CycleError(f"river {river.id}: no usable level at {river.primary_gauge} in the "
+                         f"{STALE_LEVEL} before {issued:%Y-%m-%d %H:%M}Z ({seen}); is the "
+                         "gauge's data feed running?")
+    X = build_features(hourly, [t0], future_rain="archive", vintages=vint,
+                       catchment_id=river.id)
+    if not np.isfinite(X[LEVEL].iloc[0]):
+        kind = (" (crisis gauge: silent without a recent reading near or below its start "
+                "level, so not read as low water)") if river.gauge.kind == "crisis" else ""
+        raise CycleError(f"river {river.id}: no level reading at {river.primary_gauge} in the "
+                         f"30 min before {issued:%Y-%m-%d %H:%M}Z{kind}")
+    pred = models.predict(X)
+    if pred[["level", "q10", "q50", "q90"]].isna().any().any():
+        raise CycleError(f"river {river.id}: the model gave no forecast for {issued}")
+    variant = str(pred["model_variant"].iloc[0])
+    reasons = _level_reasons(obs, river, issued)
+    silence = silence_reason(hourly, river, t0)
+    if silence is not None:
+        reasons.append(silence)
+    if variant != "full":
+        reasons.append(f"model variant {variant} (inputs missing)")
+    inputs = {
+        "used": str(pred["inputs"].iloc[0]),
+        "forecast_rain": "ok" if X.filter(like="rain_fc_").notna().all(axis=None) else "missing",
+        "rain_gauges": "ok" if np.isfinite(X["rain_1h"].iloc[0]) else "missing",
+        "level_at": (last_level + shift).isoformat(),
+        # a crisis gauge at or below its start level: the level used is that start level
+        "level_censored": "yes" if X[CENSORED].iloc[0] > 0 else "no",
+    }
+    fc = pred.assign(
+        river_id=river.id, issued_at=issued, model_version=version,
+        valid_at=issued + pd.to_timedelta(pred["horizon_h"], unit="h"),
+    )
+    return fc, variant, inputs, reasons
+
+
+def _read_inputs(ctx: Context, issued: pd.Timestamp, rain_product: str | None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    stations = sorted({s for r in ctx.catalogue.rivers for s in r.station_codes})
+    with transaction(ctx.engine, "reading the cycle's inputs") as conn:
+        obs = read_observations(conn, station_ids=stations,
+                                start=(issued - pd.Timedelta(LOOKBACK)).to_pydatetime(),
+                                end=(issued + pd.Timedelta(seconds=1)).to_pydatetime())
+        vintages = read_rain_vintages(
+            conn, product=rain_product, issued_before=issued.to_pydatetime(),
+            issued_after=(issued - pd.Timedelta(RAIN_VINTAGE_AGE)).to_pydatetime())
+    return obs, vintages
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, CycleError) else f"{type(exc).__name__}: {exc}"
+
+
+def _run_river(ctx: Context, report: CycleReport, river: River, obs: pd.DataFrame,
+               vintages: pd.DataFrame, issued: pd.Timestamp, models: ModelProvider) -> None:
+    got = models(river.id)
+    if got is None:
+        outcome = RiverOutcome(river.id, "skipped", message="no champion model")
+        with transaction(ctx.engine, f"recording {river.id}") as conn:
+            record_outcome(conn, report.cycle_id, river_id=river.id, status=outcome.status,
+                           message=outcome.message)
+        report.outcomes.append(outcome)
+        return
+    version, lead_models = got
+    fc, variant, inputs, reasons = _forecast_one(river, obs, vintages, issued, version,
+                                                 lead_models)
+    degraded = variant != "full"
+    status = "degraded" if degraded or reasons else "ok"
+    message = "; ".join(reasons) or None
+    with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
+        save_forecast(conn, fc, model_variant=variant, input_cutoff=issued.to_pydatetime(),
+                      degraded=degraded, inputs=inputs, created_at=ctx.clock.now(),
+                      cycle_id=report.cycle_id, low_confidence=bool(reasons), reasons=reasons)
+        record_outcome(conn, report.cycle_id, river_id=river.id, status=status,
+                       model_version=version, message=message)
+    report.forecasts = pd.concat([report.forecasts, fc], ignore_index=True) \
+        if len(report.forecasts) else fc
+    if reasons:
+        report.low_confidence[river.id] = reasons
+    report.outcomes.append(RiverOutcome(river.id, status, version, message))
+
+
+def run_cycle(ctx: Context, issued_at: datetime, *, models: ModelProvider | None = None,
+              trigger: str = "cli", rain_product: str | None = None) -> CycleReport:
+    """Forecast every river for ``issued_at`` (whole or half UTC hour) and store a new revision.
+
+    ``models``: river id → (version, models); default the champions (``pipeline.models``).
+    ``rain_product`` selects the rain-vintage product (None: any). Raises ``CycleError`` when
+    the time is not an issue time or another process is running it; per-river failures are
+    recorded in the report and the database, never raised.
+    """
+    issued = issue_time(issued_at)
+    with issue_lock(ctx.engine, issued.to_pydatetime(), owner=ctx.owner, now=ctx.clock.now()):
+        with transaction(ctx.engine, "starting a cycle") as conn:
+            cycle_id, revision = start_cycle(conn, issued_at=issued.to_pydatetime(),
+                                             started_at=ctx.clock.now(), trigger=trigger,
+                                             owner=ctx.owner)
+        report = CycleReport(cycle_id=cycle_id, revision=revision,
+                             issued_at=issued.to_pydatetime())
+        status: str = "failed"
+        message: str | None = "aborted before any river was forecast"
+        try:
+            obs, vintages = _read_inputs(ctx, issued, rain_product)
+            provider = models if models is not None else champion_models(ctx)
+            for river in ctx.catalogue.rivers:
+                try:
+                    _run_river(ctx, report, river, obs, vintages, issued, provider)
+                except Exception as exc:   # any failure of one river: record, go on
+                    _record_failure(ctx, report, river.id, exc)
+            status, message = report.status, None
+        except Exception as exc:
+            message = _describe(exc)
+            raise
+        finally:
+            _close(ctx, cycle_id, status, message)
+    return report
+
+
+def _record_failure(ctx: Context, report: CycleReport, river_id: str, exc: Exception) -> None:
+    if isinstance(exc, CycleError):
+        log.warning("cycle %s: river %s failed: %s", report.cycle_id, river_id, exc)
+    else:   # unexpected: keep the traceback in the log
+        log.exception("cycle %s: river %s failed unexpectedly", report.cycle_id, river_id)
+    outcome = RiverOutcome(river_id, "failed", message=_describe(exc))
+    report.outcomes.append(outcome)
+    try:
+        with transaction(ctx.engine, f"recording {river_id}") as conn:
+            record_outcome(conn, report.cycle_id, river_id=river_id, status="failed",
+                           message=outcome.message)
+    except Exception:   # the database itself failing: the report still says so
+        log.exception("cycle %s: recording the failure of %s failed", report.cycle_id,
+                      river_id)
+
+
+def _close(ctx: Context, cycle_id: int, status: str, message: str | None) -> None:
+    try:
+        with transaction(ctx.engine, "closing a cycle") as conn:
+            finish_cycle(conn, cycle_id, finished_at=ctx.clock.now(), status=status,
+                         message=message)
+    except Exception:
+        log.exception("cycle %s could not be closed", cycle_id)
+
+
+def report_rows(report: CycleReport) -> list[dict[str, Any]]:
+    """The per-river outcomes as rows (CLI and API)."""
+    return [{"river_id": o.river_id, "status": o.status, "model_version": o.model_version,
+             "message": o.message} for o in report.outcomes]

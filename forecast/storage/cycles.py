@@ -1,0 +1,121 @@
+"""Cycle aggregate: forecast cycle runs (one per issue time and revision), each river's
+outcome, and the issue-time lock.
+
+The lock lets one process run a given issue time. PostgreSQL: a session advisory lock held on
+a dedicated connection for the run (released when that connection closes, so a killed process
+never leaves it behind). SQLite: a ``cycle_locks`` row with an expiry; a row past its expiry
+belongs to a process that died and is taken over.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from forecast.errors import CycleError
+from forecast.storage.engine import transaction
+from forecast.storage.tables import cycle_locks, cycle_river_outcomes, cycle_runs
+
+LOCK_TTL = timedelta(minutes=30)
+"""A SQLite lock row older than this is taken over (its process is presumed dead)."""
+
+
+def start_cycle(conn: Connection, *, issued_at: datetime, started_at: datetime, trigger: str,
+                owner: str = "") -> tuple[int, int]:
+    """Record the start of a run of ``issued_at``; returns (cycle id, revision)."""
+    cr = cycle_runs
+    revision = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(cr.c.revision), 0))
+                                .where(cr.c.issued_at == issued_at)).scalar_one()) + 1
+    cycle_id = int(conn.execute(cr.insert().values(
+        issued_at=issued_at, revision=revision, started_at=started_at, trigger=trigger,
+        status="running", owner=owner).returning(cr.c.id)).scalar_one())
+    return cycle_id, revision
+
+
+def record_outcome(conn: Connection, cycle_id: int, *, river_id: str, status: str,
+                   model_version: str | None = None, message: str | None = None) -> None:
+    """One river's outcome in a cycle (ok | degraded | failed | skipped)."""
+    conn.execute(cycle_river_outcomes.insert().values(
+        cycle_id=cycle_id, river_id=river_id, status=status, model_version=model_version,
+        message=message))
+
+
+def finish_cycle(conn: Connection, cycle_id: int, *, finished_at: datetime, status: str,
+                 message: str | None = None) -> None:
+    """Close a cycle run."""
+    conn.execute(cycle_runs.update().where(cycle_runs.c.id == cycle_id).values(
+        finished_at=finished_at, status=status, message=message))
+
+
+def read_cycles(conn: Connection, *, issued_at: datetime | None = None, limit: int = 50
+                ) -> pd.DataFrame:
+    """Cycle runs, newest first (optionally of one issue time)."""
+    cr = cycle_runs
+    q = sa.select(cr)
+    if issued_at is not None:
+        q = q.where(cr.c.issued_at == issued_at)
+    rows = conn.execute(q.order_by(cr.c.id.desc()).limit(limit)).all()
+    df = pd.DataFrame(rows, columns=[c.name for c in cr.columns])
+    for c in ("issued_at", "started_at", "finished_at"):
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return df
+
+
+def read_outcomes(conn: Connection, cycle_id: int) -> list[dict[str, Any]]:
+    """The river outcomes of one cycle run."""
+    o = cycle_river_outcomes
+    rows = conn.execute(sa.select(o.c.river_id, o.c.status, o.c.model_version, o.c.message)
+                        .where(o.c.cycle_id == cycle_id).order_by(o.c.river_id))
+    return [dict(r._mapping) for r in rows]
+
+
+def _lock_key(issued_at: datetime) -> int:
+    """A stable signed 64-bit advisory-lock key for an issue time."""
+    crc = zlib.crc32(b"forecast-cycle")
+    return (crc << 32 | int(issued_at.timestamp()) & 0xFFFFFFFF) - (1 << 63)
+
+
+@contextmanager
+def issue_lock(engine: Engine, issued_at: datetime, *, owner: str, now: datetime
+               ) -> Iterator[None]:
+    """Hold the lock of ``issued_at`` for the block; ``CycleError`` if another process has it."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            key = _lock_key(issued_at)
+            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one()
+            conn.commit()
+            if not got:
+                raise CycleError(f"issue time {issued_at:%Y-%m-%d %H:%M}Z is being run by "
+                                 "another process; try again when it has finished")
+            try:
+                yield
+            finally:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                conn.commit()
+        return
+    cl = cycle_locks
+    with transaction(engine, "taking the issue-time lock") as conn:
+        conn.execute(cl.delete().where(cl.c.issued_at == issued_at, cl.c.expires_at < now))
+        try:
+            with conn.begin_nested():
+                conn.execute(cl.insert().values(issued_at=issued_at, owner=owner,
+                                                acquired_at=now, expires_at=now + LOCK_TTL))
+        except IntegrityError:
+            holder = conn.execute(sa.select(cl.c.owner).where(cl.c.issued_at == issued_at)
+                                  ).scalar()
+            raise CycleError(f"issue time {issued_at:%Y-%m-%d %H:%M}Z is being run by "
+                             f"another process ({holder}); try again when it has finished"
+                             ) from None
+    try:
+        yield
+    finally:
+        with transaction(engine, "releasing the issue-time lock") as conn:
+            conn.execute(cl.delete().where(cl.c.issued_at == issued_at, cl.c.owner == owner))

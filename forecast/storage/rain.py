@@ -1,0 +1,71 @@
+"""Rain-vintage aggregate: catchment rainfall per product, issue time and valid time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from forecast import frames
+from forecast.storage.bulk import bulk_load, dialect_insert
+from forecast.storage.tables import rain_vintages
+
+
+def upsert_rain_vintages(conn: Connection, df: pd.DataFrame, *, now: datetime) -> int:
+    """Write rain-vintage rows (``frames.rain_vintages`` contract); a re-issued value replaces
+    the old one. Returns the number of rows written."""
+    df = frames.rain_vintages(df)
+    if df.empty:
+        return 0
+    stage = sa.Table("stage_rain_vintages", sa.MetaData(),
+                     *(sa.Column(c.name, c.type) for c in rain_vintages.columns),
+                     prefixes=["TEMPORARY"])
+    stage.create(conn)
+    try:
+        bulk_load(conn, stage, df.assign(ingested_at=pd.Timestamp(now)))
+        ins = dialect_insert(conn, rain_vintages).from_select(
+            [c.name for c in stage.columns], sa.select(stage).where(sa.true()))
+        ins = ins.on_conflict_do_update(
+            index_elements=["product", "catchment_id", "issued_at", "valid_at"],
+            set_={"value": ins.excluded.value, "ingested_at": ins.excluded.ingested_at},
+        )
+        conn.execute(ins)
+    finally:
+        stage.drop(conn)
+    return len(df)
+
+
+def read_rain_vintages(conn: Connection, *, product: str | None = None,
+                       issued_before: datetime | None = None,
+                       issued_after: datetime | None = None,
+                       catchment_id: str | None = None) -> pd.DataFrame:
+    """Rain vintages, optionally for one product, one catchment and an issue-time window
+    [after, before]."""
+    t = rain_vintages
+    q = sa.select(t.c.product, t.c.catchment_id, t.c.issued_at, t.c.valid_at, t.c.value)
+    if product is not None:
+        q = q.where(t.c.product == product)
+    if catchment_id is not None:
+        q = q.where(t.c.catchment_id == catchment_id)
+    if issued_before is not None:
+        q = q.where(t.c.issued_at <= issued_before)
+    if issued_after is not None:
+        q = q.where(t.c.issued_at >= issued_after)
+    rows = conn.execute(q.order_by(t.c.catchment_id, t.c.issued_at, t.c.valid_at)).all()
+    df = pd.DataFrame(rows, columns=list(frames.RAIN_VINTAGE_COLUMNS))
+    for c in ("issued_at", "valid_at"):
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return frames.rain_vintages(df)
+
+
+def latest_vintages(conn: Connection) -> pd.DataFrame:
+    """Per product: the newest issue time stored and when it was ingested (freshness)."""
+    t = rain_vintages
+    rows = conn.execute(sa.select(t.c.product, sa.func.max(t.c.issued_at),
+                                  sa.func.max(t.c.ingested_at)).group_by(t.c.product)).all()
+    df = pd.DataFrame(rows, columns=["product", "issued_at", "ingested_at"])
+    for c in ("issued_at", "ingested_at"):
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return df
