@@ -9,17 +9,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import context, run
 from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue, load_catalogue
-from forecast.cycle import run_cycle
 from forecast.errors import ManifestError, RegistryError
 from forecast.modelling import registry
+from forecast.modelling.judging import holdout_evaluator, judge_folds
 from forecast.modelling.pooled import PooledLeadModels
+from forecast.pipeline import models as champions
+from forecast.pipeline.collect import store_observations
+from forecast.pipeline.cycle import run_cycle
+from forecast.pipeline.training import load_river, promote_river, train_all
 from forecast.simulate import simulate
-from forecast.storage.observations import upsert_observations
-from forecast.storage.repository import list_model_versions, upsert_rain_vintages
-from forecast.training import judge_folds, promote_river, train_all
+from forecast.storage.models import list_model_versions
+from forecast.storage.rain import upsert_rain_vintages
 
 ROOT = Path(__file__).resolve().parent.parent
 END = datetime(2024, 7, 10, 3, tzinfo=UTC)
@@ -41,13 +45,12 @@ def test_train_register_promote_report_and_forecast(engine: Engine, tmp_path: Pa
     cat = load_catalogue(ROOT / "config" / "reference_rivers.yaml")
     sim = simulate(cat, datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 7, 10, 4, tzinfo=UTC),
                    seed=5)
-    upsert_observations(engine, sim.observations.drop(columns=["received_at"]),
-                        source="simulated", now=NOW)
-    upsert_rain_vintages(engine, sim.rain_forecasts, now=NOW)
     models, reports = tmp_path / "models", tmp_path / "reports"
+    ctx = context(engine, cat, NOW, models_root=models)
+    store_observations(ctx, sim.observations.drop(columns=["received_at"]), source="simulated")
+    run(engine, upsert_rain_vintages, sim.rain_forecasts, now=NOW)
     calls: list[str] = []
-    first = train_all(engine, cat, end=END, days=100, models_root=models, now=NOW,
-                      report_dir=reports, progress=calls.append)
+    first = train_all(ctx, end=END, days=100, report_dir=reports, progress=calls.append)
     assert not first.failed and calls == ["koto"]
     v1 = first.versions["koto"]
     score, basis = v1.score
@@ -61,38 +64,47 @@ def test_train_register_promote_report_and_forecast(engine: Engine, tmp_path: Pa
     page = reports / "koto" / v1.version / "index.html"
     assert page.exists() and "SIMULATED DATA" in page.read_text(encoding="utf-8")
     assert (page.parent / "overview.png").stat().st_size > 1000
-    assert list_model_versions(engine, "koto")["status"].tolist() == ["candidate"]
-    registry.promote(models, "koto", v1.version, at=NOW)
+    listed = run(engine, list_model_versions, "koto")
+    assert listed["version"].tolist() == [v1.version] and not listed["champion"].any()
+    assert champions.promote(ctx, "koto", v1.version).endswith("(first champion)")
     # the same judging backtest on the same data: the challenger is not worse → promotable
-    later = NOW.replace(minute=20)
-    second = train_all(engine, cat, end=END, days=100, models_root=models, now=later)
+    ctx.clock.set(NOW.replace(minute=20))  # type: ignore[attr-defined]
+    second = train_all(ctx, end=END, days=100)
     v2 = second.versions["koto"]
     assert v2.manifest["backtest"]["spec"] == v1.manifest["backtest"]["spec"]
-    registry.promote(models, "koto", v2.version, at=later)
+    assert "same stored backtest" in champions.promote(ctx, "koto", v2.version)
     # the champion loads from the registry and forecasts in the forecast-frame shape
-    report = run_cycle(engine, cat, END, models=lambda r: registry.load_champion(models, r),
-                       now=later, rain_product="simulated_forecast")
+    report = run_cycle(ctx, END, rain_product="simulated_forecast")
     assert [o.status for o in report.outcomes] in (["ok"], ["degraded"])
     assert set(report.forecasts["model_version"]) == {v2.version}
     assert (report.forecasts["issued_at"] == pd.Timestamp(END)).all()
     assert sorted(report.forecasts["horizon_h"]) == [1, 2, 3, 4, 5, 6]
     assert report.forecasts[["q10", "q50", "q90"]].notna().all(axis=None)
     assert (report.forecasts["q10"] <= report.forecasts["q90"]).all()
-    # a challenger judged on another window is re-scored with the champion on one hold-out
-    third = train_all(engine, cat, end=END, days=90, models_root=models,
-                      now=NOW.replace(minute=30))
-    v3 = third.versions["koto"]
-    try:
-        msg = promote_river(engine, cat.river("koto"), v3.version, end=END, days=90,
-                            models_root=models, now=NOW.replace(minute=31))
-        assert "re-scored" in msg and registry.champion(models, "koto") == v3.version
-    except RegistryError as exc:   # refused: the figures must be in the message
-        assert "re-scored" in str(exc) and registry.champion(models, "koto") == v2.version
+    # a challenger judged on another window is re-scored with the champion on one hold-out;
+    # the decision must be the one an independent scoring of both models on it gives
+    ctx.clock.set(NOW.replace(minute=30))  # type: ignore[attr-defined]
+    v3 = train_all(ctx, end=END, days=90).versions["koto"]
+    start = END - pd.Timedelta(days=90)
+    hourly, rain, _ = load_river(ctx, cat.river("koto"), start, END)
+    evaluate = holdout_evaluator(cat.river("koto"), hourly, vintages=rain, start=start, end=END)
+    a, b, _ = registry.compare_backtests(
+        evaluate(registry.load_version(models, "koto", v3.version)[1]),
+        evaluate(registry.load_version(models, "koto", v2.version)[1]))
+    assert a is not None and b is not None
+    if a <= b:
+        msg = promote_river(ctx, cat.river("koto"), v3.version, end=END, days=90)
+        assert "re-scored" in msg and f"{a:.3f} m vs champion {b:.3f} m" in msg
+        assert champions.champion(ctx, "koto") == v3.version
+    else:
+        with pytest.raises(RegistryError, match=rf"re-scored.*{a:.3f} m vs {b:.3f} m"):
+            promote_river(ctx, cat.river("koto"), v3.version, end=END, days=90)
+        assert champions.champion(ctx, "koto") == v2.version
 
 
 def test_river_without_data_is_reported(engine: Engine, tmp_path: Path) -> None:
     cat = load_catalogue(ROOT / "config" / "reference_rivers.yaml")
-    report = train_all(engine, cat, end=END, days=30, models_root=tmp_path, now=NOW)
+    report = train_all(context(engine, cat, NOW, models_root=tmp_path), end=END, days=30)
     assert set(report.failed) == {"koto"} and not report.versions
 
 
@@ -107,15 +119,15 @@ def test_pooled_model_chosen_for_a_short_record_and_forecasts(engine: Engine,
     short = cat.river("kaizo").primary_gauge
     installed = pd.Timestamp(END) - pd.Timedelta(days=12)
     obs = obs[(obs["station_id"] != short) | (obs["time"] >= installed)]
-    upsert_observations(engine, obs, source="simulated", now=NOW)
-    upsert_rain_vintages(engine, sim.rain_forecasts, now=NOW)
     models, reports = tmp_path / "models", tmp_path / "reports"
+    ctx = context(engine, cat, NOW, models_root=models)
+    store_observations(ctx, obs, source="simulated")
+    run(engine, upsert_rain_vintages, sim.rain_forecasts, now=NOW)
     # without the pool kaizo cannot be trained
-    alone = train_all(engine, cat, end=END, days=100, models_root=models, now=NOW,
-                      rivers=["kaizo"])
+    alone = train_all(ctx, end=END, days=100, rivers=["kaizo"])
     assert "kaizo" in alone.failed and "usable training rows" in alone.failed["kaizo"]
-    rep = train_all(engine, cat, end=END, days=100, models_root=models, now=NOW,
-                    pooled=True, short_record_h=60 * 24, report_dir=reports)
+    rep = train_all(ctx, end=END, days=100, pooled=True, short_record_h=60 * 24,
+                    report_dir=reports)
     assert not rep.failed and set(rep.versions) == {"karei", "kaizo"}
     assert "karei" not in rep.choices          # a long record keeps its own model
     assert rep.choices["kaizo"].startswith("pooled model") and "own model failed" in rep.choices[
@@ -131,11 +143,10 @@ def test_pooled_model_chosen_for_a_short_record_and_forecasts(engine: Engine,
     assert set(mk["backtest"]["baselines"]) == set()   # no own run → no baseline forecasts
     assert (reports / "kaizo" / rep.versions["kaizo"].version / "index.html").exists()
     for rid, v in rep.versions.items():
-        registry.promote(models, rid, v.version, at=NOW)
+        champions.promote(ctx, rid, v.version)
     _, loaded = registry.load_version(models, "kaizo", rep.versions["kaizo"].version)
     assert isinstance(loaded, PooledLeadModels)
-    cycle = run_cycle(engine, cat, END, models=lambda r: registry.load_champion(models, r),
-                      now=NOW, rain_product="simulated_forecast")
+    cycle = run_cycle(ctx, END, rain_product="simulated_forecast")
     fc = cycle.forecasts[cycle.forecasts["river_id"] == "kaizo"]
     assert sorted(fc["horizon_h"]) == [1, 2, 3, 4, 5, 6]
     assert set(fc["model_version"]) == {rep.versions["kaizo"].version}

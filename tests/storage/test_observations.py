@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from helpers import run
 from sqlalchemy.engine import Engine
 
 from forecast.errors import StorageError
@@ -40,8 +41,8 @@ def count(engine: Engine, table: sa.Table) -> int:
 
 def test_round_trip_keeps_values_times_and_nan(engine: Engine) -> None:
     b = batch()
-    upsert_observations(engine, b, source="test", now=NOW)
-    got = read_observations(engine)
+    run(engine, upsert_observations, b, source="test", now=NOW)
+    got = run(engine, read_observations)
     assert list(got["time"]) == list(b["time"])
     assert str(got["time"].dt.tz) == "UTC"
     np.testing.assert_array_equal(got["value"].to_numpy(), b["value"].to_numpy())
@@ -50,8 +51,8 @@ def test_round_trip_keeps_values_times_and_nan(engine: Engine) -> None:
 
 def test_reingest_same_data_is_a_no_op(engine: Engine) -> None:
     b = batch(50)
-    first = upsert_observations(engine, b, source="test", now=NOW)
-    second = upsert_observations(engine, b, source="test", now=NOW)
+    first = run(engine, upsert_observations, b, source="test", now=NOW)
+    second = run(engine, upsert_observations, b, source="test", now=NOW)
     assert (first.inserted, first.revised) == (50, 0)
     assert (second.inserted, second.revised, second.unchanged) == (0, 0, 50)
     assert count(engine, observations) == 50
@@ -60,17 +61,17 @@ def test_reingest_same_data_is_a_no_op(engine: Engine) -> None:
 
 def test_verified_values_replace_provisional_and_history_keeps_them(engine: Engine) -> None:
     prov = batch(6, provisional=True)
-    upsert_observations(engine, prov, source="mlit", now=NOW)
+    run(engine, upsert_observations, prov, source="mlit", now=NOW)
     final = prov.copy()
     final["provisional"] = False
     final.loc[1, "value"] = prov.loc[1, "value"] + 0.07
-    res = upsert_observations(engine, final, source="mlit", now=NOW)
+    res = run(engine, upsert_observations, final, source="mlit", now=NOW)
     assert res.revised == 6
-    cur = read_observations(engine)
+    cur = run(engine, read_observations)
     assert not cur["provisional"].any()
     assert cur.loc[1, "value"] == pytest.approx(prov.loc[1, "value"] + 0.07)
     assert (cur["revision"] == 1).all()
-    hist = observation_history_frame(engine, "G1", "level_m", prov.loc[1, "time"].to_pydatetime())
+    hist = run(engine, observation_history_frame, "G1", "level_m", prov.loc[1, "time"].to_pydatetime())
     assert len(hist) == 1
     assert hist.loc[0, "value"] == pytest.approx(prov.loc[1, "value"])
     assert bool(hist.loc[0, "provisional"])
@@ -78,28 +79,28 @@ def test_verified_values_replace_provisional_and_history_keeps_them(engine: Engi
 
 def test_provisional_never_overwrites_verified(engine: Engine) -> None:
     verified = batch(4, provisional=False)
-    upsert_observations(engine, verified, source="mlit", now=NOW)
+    run(engine, upsert_observations, verified, source="mlit", now=NOW)
     late_prov = verified.copy()
     late_prov["provisional"] = True
     late_prov["value"] = late_prov["value"] + 1.0
-    res = upsert_observations(engine, late_prov, source="telemetry", now=NOW)
+    res = run(engine, upsert_observations, late_prov, source="telemetry", now=NOW)
     assert res.revised == 0
-    cur = read_observations(engine)
+    cur = run(engine, read_observations)
     np.testing.assert_allclose(cur["value"], verified["value"])
 
 
 def test_duplicate_rows_in_one_batch_keep_the_last(engine: Engine) -> None:
     b = batch(3)
     dup = pd.concat([b, b.iloc[[0]].assign(value=9.99)], ignore_index=True)
-    upsert_observations(engine, dup, source="test", now=NOW)
-    cur = read_observations(engine)
+    run(engine, upsert_observations, dup, source="test", now=NOW)
+    cur = run(engine, read_observations)
     assert len(cur) == 3
     assert cur.loc[0, "value"] == pytest.approx(9.99)
 
 
 def test_failed_write_leaves_no_partial_rows(engine: Engine) -> None:
-    upsert_observations(engine, batch(6), source="test", now=NOW)
-    before = read_observations(engine)
+    run(engine, upsert_observations, batch(6), source="test", now=NOW)
+    before = run(engine, read_observations)
     changed = batch(6, seed=1, provisional=False)
     extra = batch(6, start="2024-07-02", seed=2)
     # Fail the final upsert statement, after staging and history rows were written in the
@@ -111,10 +112,10 @@ def test_failed_write_leaves_no_partial_rows(engine: Engine) -> None:
     sa.event.listen(engine, "before_cursor_execute", fail)
     try:
         with pytest.raises((StorageError, RuntimeError)):
-            upsert_observations(engine, pd.concat([changed, extra]), source="test", now=NOW)
+            run(engine, upsert_observations, pd.concat([changed, extra]), source="test", now=NOW)
     finally:
         sa.event.remove(engine, "before_cursor_execute", fail)
-    after = read_observations(engine)
+    after = run(engine, read_observations)
     pd.testing.assert_frame_equal(before, after)
     assert count(engine, observation_history) == 0
 
@@ -122,7 +123,7 @@ def test_failed_write_leaves_no_partial_rows(engine: Engine) -> None:
 def test_bad_frame_is_refused_before_writing(engine: Engine) -> None:
     b = batch(3).drop(columns=["value"])
     with pytest.raises(Exception, match="lacks columns"):
-        upsert_observations(engine, b, source="test", now=NOW)
+        run(engine, upsert_observations, b, source="test", now=NOW)
     assert count(engine, observations) == 0
 
 
@@ -137,7 +138,7 @@ def test_concurrent_reader_and_writer(engine: Engine) -> None:
         try:
             for i in range(n_batches):
                 b = batch(size, station=f"S{i % 3}", start=f"2024-01-{i + 1:02d}", seed=i)
-                upsert_observations(engine, b, source="test", now=NOW)
+                run(engine, upsert_observations, b, source="test", now=NOW)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -146,7 +147,7 @@ def test_concurrent_reader_and_writer(engine: Engine) -> None:
     def reader() -> None:
         try:
             while not done.is_set():
-                seen.append(len(read_observations(engine)))
+                seen.append(len(run(engine, read_observations)))
         except BaseException as exc:
             errors.append(exc)
 
@@ -164,12 +165,12 @@ def test_concurrent_reader_and_writer(engine: Engine) -> None:
 def test_mixed_batch_new_station_and_revised_station(engine: Engine) -> None:
     """A batch mixing a station with history (general path) and a new station (fast path)."""
     old = batch(6, station="OLD", provisional=True)
-    upsert_observations(engine, old, source="test", now=NOW)
+    run(engine, upsert_observations, old, source="test", now=NOW)
     revised = old.assign(provisional=False)
     new = batch(4, station="NEW", seed=5)
-    res = upsert_observations(engine, pd.concat([revised, new]), source="test", now=NOW)
+    res = run(engine, upsert_observations, pd.concat([revised, new]), source="test", now=NOW)
     assert (res.inserted, res.revised, res.unchanged) == (4, 6, 0)
-    cur = read_observations(engine)
+    cur = run(engine, read_observations)
     assert len(cur) == 10
     assert cur.set_index("station_id").loc["OLD", "revision"].tolist() == [1] * 6
     assert count(engine, observation_history) == 6
