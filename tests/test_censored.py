@@ -4,7 +4,8 @@ silent (or send a daily heartbeat), which is low water, not missing data.
 The river frame gives those hours the start level plus ``level_censored`` = 1 while genuine
 gaps stay NaN; rivers whose forecast point is a crisis gauge (``itaya``, ``kabake``) train on
 simulated data, forecast from a censored issue time, and a cycle issues their forecasts;
-censored targets are not scored."""
+censored targets are not scored, and a target whose silence nothing explains is no target
+(``level_unexplained``; the rules are tested in test_crisis_silence.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from forecast.cycle import run_cycle
 from forecast.features import (
     CENSORED,
     CRISIS_MAX_SILENCE,
+    UNEXPLAINED,
     build_features,
     level_to_hourly,
     river_hourly,
@@ -108,6 +110,16 @@ def test_river_hourly_fills_censored_hours_and_keeps_gaps() -> None:
     assert at("2024-06-04 08:00") == (start, 1.0)
     lv, cens = at("2024-06-04 09:00")                      # UNRELIABLE reading: a gap
     assert np.isnan(lv) and cens == 0.0
+    # the rain gauges report only at T0, so no silence is explained (rain unknown): still held
+    # at the start level and censored, but marked unexplained; fresh evidence needs no reason
+    assert at("2024-06-03 18:00") == (start, 1.0)
+    un = h[UNEXPLAINED]
+    assert un[pd.Timestamp("2024-06-01 07:00", tz="UTC")] == 1.0
+    assert un[pd.Timestamp("2024-06-04 03:00", tz="UTC")] == 0.0     # a below-start reading
+    assert un[pd.Timestamp("2024-06-04 04:00", tz="UTC")] == 1.0     # silent after it
+    assert un[pd.Timestamp("2024-06-04 06:00", tz="UTC")] == 0.0     # BELOW_START rows
+    assert un[pd.Timestamp("2024-06-04 05:00", tz="UTC")] == 0.0     # a gap is NaN, not a guess
+    assert (h.loc[un == 1.0, CENSORED] == 1.0).all()
     # every censored hour carries the start level, every other hour a reading or NaN
     cens_h = h[CENSORED] == 1.0
     assert (h.loc[cens_h, "level_m"] == start).all()
@@ -181,11 +193,18 @@ def test_crisis_rivers_train_and_forecast_from_a_censored_hour(sim_obs, river: R
     run = train_frames(river, hourly, vintages=rain, start=start.to_pydatetime(),
                        end=end.to_pydatetime(), settings=SMALL)
     assert run.X[CENSORED].isin([0.0, 1.0]).all() and run.X[CENSORED].sum() > 0
-    # censored training targets are the start level: a change of 0 between censored hours
+    # some silences are not explained (rain since, a rise into them): held at the start level
+    # and censored like the others, so the forecast can be issued from them
+    un = hourly[UNEXPLAINED] == 1.0
+    assert un.any() and cens[un].all() and un.mean() < 0.2
+    # explained censored training targets are the start level: a change of 0 between censored
+    # hours; a target hour whose level is a guess is no target at all
     y = targets(hourly, run.X.index)
-    both = cens.reindex(run.X.index).to_numpy() & cens.shift(-1).reindex(run.X.index).to_numpy(
-        dtype=bool)
-    assert (y.loc[both, "dh_1h"] == 0.0).all()
+    nxt_cens = cens.shift(-1, fill_value=False).reindex(run.X.index).to_numpy()
+    nxt_un = un.shift(-1, fill_value=False).reindex(run.X.index).to_numpy()
+    both = cens.reindex(run.X.index).to_numpy() & nxt_cens & ~nxt_un
+    assert both.any() and (y.loc[both, "dh_1h"] == 0.0).all()
+    assert nxt_un.any() and y.loc[nxt_un, "dh_1h"].isna().all()
     # the judging backtest issues at censored hours but scores only uncensored targets
     assert run.evaluation is not None
     fc = run.evaluation.forecasts
@@ -258,4 +277,9 @@ def test_cycle_issues_forecasts_for_crisis_rivers(engine: Engine, sim_obs) -> No
         inputs = dict(conn.execute(sa.select(tables.forecast_runs.c.river_id,
                                              tables.forecast_runs.c.inputs)).all())
     assert inputs["itaya"]["level_censored"] == "yes"
-    assert inputs["kabake"]["level_censored"] in ("yes", "no")
+    # at that hour 鹿化川's crisis gauge is reporting at or above its start level: a reading,
+    # not censored (checked on the raw readings, not through river_hourly)
+    kab = obs[(obs["station_id"] == KABAKE.primary_gauge) & (obs["time"] > t - pd.Timedelta(
+        minutes=30)) & (obs["time"] <= t) & (obs["flag"] == int(Flag.GOOD))]
+    assert len(kab) and (kab["value"] >= KABAKE.gauge.start_level_m).all()
+    assert inputs["kabake"]["level_censored"] == "no"

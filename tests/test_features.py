@@ -9,11 +9,14 @@ from forecast.errors import FrameError
 from forecast.features import (
     CENSORED,
     FC_RAIN_FEATURES,
+    SILENCE_COLUMNS,
+    UNEXPLAINED,
     archive_rain,
     build_features,
     level_to_hourly,
     rain_to_hourly,
     river_hourly,
+    silence_reason,
     targets,
 )
 from forecast.frames import Flag
@@ -160,26 +163,33 @@ def _crisis_obs(seed: int) -> pd.DataFrame:
         parts.append(pd.DataFrame({"station_id": code, "variable": "level_m", "time": t10,
                                    "value": lvl, "flag": flag})[keep])
     th = pd.date_range(T0, periods=N_H, freq="h", tz="UTC")
+    showers = rng.random(len(th)) < 0.2     # mostly dry: silences are explained or not
     for g in CRISIS_RIVER.rain_gauges:
         parts.append(pd.DataFrame({"station_id": g.code, "variable": "rain_mm", "time": th,
-                                   "value": rng.gamma(0.3, 5, len(th)), "flag": 0}))
+                                   "value": rng.gamma(0.3, 5, len(th)) * showers, "flag": 0}))
     return pd.concat(parts, ignore_index=True)
 
 
 def _crisis_features(obs: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
+    """Feature row at T plus the river frame's level, censoring and silence columns at T, and
+    the silence reason at T."""
     hourly = river_hourly(obs, CRISIS_RIVER, start=T0, end=T0 + pd.Timedelta(hours=N_H - 1))
-    return build_features(hourly, [t])
+    frame = hourly.loc[[t], ["level_m", CENSORED, *SILENCE_COLUMNS]].add_prefix("frame_")
+    return build_features(hourly, [t]).join(frame.rename_axis("issued_at")).assign(
+        reason=str(silence_reason(hourly, CRISIS_RIVER, t)))
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(50, N_H - 10), drop=st.floats(0, 1))
 def test_no_leakage_with_censored_crisis_gauges(seed, k, drop):
-    """Censoring looks back only: changing, dropping or adding readings after T (any flag,
-    BELOW_START included) moves neither the level, the censoring marks nor any feature at T."""
+    """Censoring and its silence classification look back only: changing, dropping or adding
+    readings after T (any flag, BELOW_START included; rain too) moves neither the level, the
+    censoring marks, ``level_unexplained`` and the other silence columns, the silence reason
+    nor any feature at T."""
     obs = _crisis_obs(seed % 7)
     t = T0 + pd.Timedelta(hours=k)
     base = _crisis_features(obs, t)
-    assert {CENSORED, "up_UPC_censored"} <= set(base.columns)
+    assert {CENSORED, "up_UPC_censored", "frame_" + UNEXPLAINED} <= set(base.columns)
     rng = np.random.default_rng(seed)
     fut = (obs["time"] > t).to_numpy()
     obs2 = obs.copy()
@@ -199,7 +209,19 @@ def test_censored_marks_reach_the_features():
     pd.testing.assert_series_equal(X[CENSORED], hourly[CENSORED], check_names=False,
                                    check_index=False)
     assert (X.loc[X[CENSORED] == 1.0, "level_m"] == 0.9).all()
+    assert UNEXPLAINED not in X.columns
     # frames without censoring columns (telemetry rivers, registry checks) get zeros
     plain = build_features(hourly.drop(columns=[CENSORED, "up_UPC_censored"]), hourly.index)
     assert list(plain.columns) == list(X.columns)
     assert (plain[CENSORED] == 0.0).all() and (plain["up_UPC_censored"] == 0.0).all()
+
+
+def test_crisis_frames_hold_explained_and_unexplained_silences():
+    """The leakage test's frames hold both kinds of silence, so it sees both; an unexplained
+    hour is always a censored one and never a feature."""
+    hourly = river_hourly(_crisis_obs(1), CRISIS_RIVER, start=T0,
+                          end=T0 + pd.Timedelta(hours=N_H - 1))
+    un = hourly[UNEXPLAINED]
+    assert un.isin([0.0, 1.0]).all() and (hourly.loc[un == 1.0, CENSORED] == 1.0).all()
+    assert 0 < un.sum() < hourly[CENSORED].sum() - 20
+    assert UNEXPLAINED not in build_features(hourly, hourly.index).columns
