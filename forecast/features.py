@@ -55,7 +55,7 @@ from scipy.signal import lfilter
 
 from forecast.catalogue import Gauge, River
 from forecast.errors import FrameError
-from forecast.frames import LEVEL, RAIN, Flag
+from forecast.frames import DAILY_VARIABLES, LEVEL, RAIN, Flag
 
 FutureRain = Literal["archive", "perfect", "none"]
 FUTURE_RAIN_MODES: Final = ("archive", "perfect", "none")
@@ -140,10 +140,20 @@ def rain_to_hourly(series: pd.Series, index: pd.DatetimeIndex | None = None) -> 
     return sums.reindex(index).astype("float64")
 
 
-def _station_series(obs: pd.DataFrame, code: str, variable: str | None) -> pd.Series:
-    sel = obs["station_id"] == code
+def _selection(obs: pd.DataFrame, code: str, variable: str | None) -> np.ndarray:
+    """Boolean mask of one station's rows of ``variable``; ``None``: any variable except the
+    daily ones (``frames.DAILY_VARIABLES``), which never reach the hourly river frame."""
+    sel = (obs["station_id"] == code).to_numpy(dtype=bool, copy=True)
     if variable is not None:
-        sel &= obs["variable"] == variable
+        return sel & (obs["variable"] == variable).to_numpy()
+    rows = np.flatnonzero(sel)          # only this station's variables are looked at
+    daily = pd.Series(obs["variable"].to_numpy()[rows]).isin(list(DAILY_VARIABLES)).to_numpy()
+    sel[rows[daily]] = False
+    return sel
+
+
+def _station_series(obs: pd.DataFrame, code: str, variable: str | None) -> pd.Series:
+    sel = _selection(obs, code, variable)
     rows = obs.loc[sel]
     vals = rows["value"].where(rows["flag"].isin(list(USABLE_FLAGS)))
     s = pd.Series(vals.to_numpy(dtype="float64"), index=pd.DatetimeIndex(rows["time"]))
@@ -152,9 +162,7 @@ def _station_series(obs: pd.DataFrame, code: str, variable: str | None) -> pd.Se
 
 def _station_rows(obs: pd.DataFrame, code: str, variable: str | None) -> pd.DataFrame:
     """``time, value, flag`` rows of one station (any flag), time-sorted, last duplicate kept."""
-    sel = obs["station_id"] == code
-    if variable is not None:
-        sel &= obs["variable"] == variable
+    sel = _selection(obs, code, variable)
     rows = obs.loc[sel, ["time", "value", "flag"]]
     rows = rows.assign(time=pd.DatetimeIndex(rows["time"]))
     return rows.drop_duplicates("time", keep="last").sort_values("time", kind="stable")
@@ -243,7 +251,8 @@ def river_hourly(
     crisis primary gauge at or below its start level, see module docstring), ``rain_mm`` (mm
     over the hour ending at the index, weighted over ``river.rain_gauges``, variable
     ``rain_mm``), and ``up_<code>`` with ``up_<code>_censored`` for each of
-    ``river.upstream_gauges`` (any variable; censoring applies to crisis gauges of this river).
+    ``river.upstream_gauges`` (any hourly variable; daily series, ``frames.DAILY_VARIABLES``,
+    are never read; censoring applies to crisis gauges of this river).
     Sub-hourly stations are resampled (see module docstring). Index: every whole hour from
     ``start`` to ``end`` (default: span of the river's level observations).
     """

@@ -16,7 +16,9 @@ from forecast.ingest.canonical_csv import parse_canonical_csv
 from forecast.storage.observations import read_observations
 from forecast.storage.tables import raw_fetches, raw_payloads
 
-GOOD = b"station_id,time,value\nG1,2024-07-01T09:00+09:00,1.25\nG1,2024-07-01T09:10+09:00,\n"
+# a file without a variable column no longer defaults to level_m: the column names it
+GOOD = (b"station_id,time,value,variable\nG1,2024-07-01T09:00+09:00,1.25,level_m\n"
+        b"G1,2024-07-01T09:10+09:00,,level_m\n")
 NOW = datetime(2024, 7, 2, tzinfo=UTC)
 
 

@@ -40,7 +40,7 @@ def sync_stations(engine: Engine, catalogue: Catalogue) -> int:
     rows: list[dict[str, Any]] = []
     for r in catalogue.rivers:
         for g in r.gauges:
-            rows.append(dict(station_id=g.code, river_id=r.id, kind=g.kind, variable="level_m",
+            rows.append(dict(station_id=g.code, river_id=r.id, kind=g.kind, variable=g.variable,
                              name_ja=g.name_ja, lat=g.lat, lon=g.lon, provisional=g.provisional,
                              meta={"source": g.source, "name_en": g.name_en}))
         for rg in r.rain_gauges:
