@@ -84,16 +84,21 @@ def _values(text: pd.Series, location: str) -> np.ndarray:
     return out
 
 
+_FLAG_OF_TEXT: Final = {"": int(frames.Flag.GOOD), **{str(int(f)): int(f) for f in frames.Flag}}
+
+
 def _flags(text: pd.Series, location: str) -> np.ndarray:
-    cells = text.str.strip()
-    ok = cells.str.fullmatch(r"\d{1,2}").to_numpy(dtype=bool) | (cells == "").to_numpy()
-    codes = pd.to_numeric(cells.where(cells != "", "0"), errors="coerce")
-    ok &= codes.le(max(frames.Flag)).to_numpy(dtype=bool)
-    if not ok.all():
-        i = _first(~ok)
-        raise _err(f"flag {text.iloc[i]!r} is not a forecast.frames.Flag number "
-                   f"0–{int(max(frames.Flag))} (empty = 0, GOOD)", location, i + 2)
-    return codes.to_numpy(dtype=np.int8)
+    """Flag cells → int8; checked per distinct cell (a file holds a handful)."""
+    codes, uniques = pd.factorize(text.to_numpy(dtype=object))
+    table = np.empty(len(uniques), dtype=np.int8)
+    for j, cell in enumerate(uniques):
+        flag = _FLAG_OF_TEXT.get(str(cell).strip())
+        if flag is None:
+            raise _err(f"flag {cell!r} is not a forecast.frames.Flag number "
+                       f"0–{int(max(frames.Flag))} (empty = 0, GOOD)", location,
+                       _first(codes == j) + 2)
+        table[j] = flag
+    return table[codes]
 
 
 def _variables(df: pd.DataFrame, location: str, station_variables: Mapping[str, str] | None,
@@ -132,12 +137,14 @@ def _variables(df: pd.DataFrame, location: str, station_variables: Mapping[str, 
 
 
 def _sources(text: pd.Series, location: str) -> np.ndarray:
-    ok = text.str.fullmatch(SOURCE_NAME.pattern).to_numpy(dtype=bool)
-    if not ok.all():
-        i = _first(~ok)
-        raise _err(f"source {text.iloc[i]!r} is not a short identifier [a-z0-9_]{{1,32}} "
-                   "(e.g. simulated, observed)", location, i + 2)
-    return text.to_numpy(dtype=object)
+    """Source cells, each a short identifier; checked per distinct cell."""
+    values = text.to_numpy(dtype=object)
+    codes, uniques = pd.factorize(values)
+    for j, cell in enumerate(uniques):
+        if not SOURCE_NAME.fullmatch(str(cell)):
+            raise _err(f"source {cell!r} is not a short identifier [a-z0-9_]{{1,32}} "
+                       "(e.g. simulated, observed)", location, _first(codes == j) + 2)
+    return values
 
 
 def parse_canonical_csv(
@@ -232,10 +239,9 @@ def to_canonical_csv(obs: pd.DataFrame, *, source: str | None = None) -> bytes:
     labels = (pd.Series(source, index=df.index, dtype=object) if source is not None
               else df[frames.SOURCE] if frames.SOURCE in df.columns else None)
     if labels is not None:
-        ok = labels.astype(str).str.fullmatch(SOURCE_NAME.pattern)
-        if not ok.all():
-            bad = labels[~ok].iloc[0]
-            raise FrameError(f"source {bad!r} is not a short identifier [a-z0-9_]{{1,32}}")
+        bad = [u for u in pd.unique(labels) if not SOURCE_NAME.fullmatch(str(u))]
+        if bad:
+            raise FrameError(f"source {bad[0]!r} is not a short identifier [a-z0-9_]{{1,32}}")
         out[frames.SOURCE] = labels
     # float repr (pandas' default) is the shortest text that reads back to the same float
     return out.to_csv(index=False, lineterminator="\n").encode("utf-8")
