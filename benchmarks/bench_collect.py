@@ -30,8 +30,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from forecast.catalogue import load_catalogue
-from forecast.collect import collect_replay
+from forecast.clock import FixedClock
 from forecast.ingest.replay import Replay
+from forecast.pipeline.collect import collect_replay
+from forecast.pipeline.context import Context
 from forecast.simulate import simulate
 from forecast.storage.engine import create_engine, migrate
 
@@ -42,23 +44,24 @@ def run(url: str, replay: Replay, start: datetime, cycles: int) -> None:
     cat = load_catalogue(ROOT / "config" / "rivers.yaml")
     engine = create_engine(url)
     migrate(engine)
+    ctx = Context.of(engine, cat, clock=FixedClock(datetime.now(UTC)))
     clock = start
     t0 = time.perf_counter()
-    first = collect_replay(engine, cat, replay, clock)
+    first = collect_replay(ctx, replay, clock)
     print(f"  first load (24 h window): {time.perf_counter() - t0:.2f} s, "
           f"{first.inserted:,} rows inserted")
     times, rows = [], 0
     for _ in range(cycles):
         nxt = clock + timedelta(minutes=10)
         t0 = time.perf_counter()
-        rep = collect_replay(engine, cat, replay, nxt, since=clock)
+        rep = collect_replay(ctx, replay, nxt, since=clock)
         times.append(time.perf_counter() - t0)
         rows += rep.inserted
         clock = nxt
     print(f"  {cycles} ten-minute cycles: median {statistics.median(times):.3f} s, "
           f"max {max(times):.3f} s, {rows:,} rows inserted")
     t0 = time.perf_counter()
-    again = collect_replay(engine, cat, replay, clock, since=clock - timedelta(minutes=10))
+    again = collect_replay(ctx, replay, clock, since=clock - timedelta(minutes=10))
     print(f"  repeat of the last cycle: {time.perf_counter() - t0:.3f} s, "
           f"inserted {again.inserted}, revised {again.revised}")
     engine.dispose()

@@ -49,9 +49,9 @@ sys.path.insert(0, str(ROOT))
 
 from forecast.features import LEADS, build_features, targets  # noqa: E402
 from forecast.modelling.backtest import summary_table  # noqa: E402
-from forecast.modelling.byod import run_backtest_files  # noqa: E402
 from forecast.modelling.lgbm import LeadModels, LgbmSettings  # noqa: E402
 from forecast.modelling.persist import load, save  # noqa: E402
+from forecast.pipeline.backtest_files import run_backtest_files  # noqa: E402
 
 PEER_INTERVAL = 80  # mlforecast's lo-80 / hi-80 = P10 / P90
 PEER_MODES = ("global", "per-river")

@@ -25,11 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from forecast.catalogue import Catalogue, load_catalogue  # noqa: E402
+from forecast.clock import FixedClock  # noqa: E402
+from forecast.pipeline.context import Context  # noqa: E402
+from forecast.pipeline.training import train_all  # noqa: E402
 from forecast.simulate import simulate  # noqa: E402
-from forecast.storage.engine import create_engine, migrate  # noqa: E402
+from forecast.storage.engine import (  # noqa: E402
+    create_engine,
+    migrate,
+    transaction,
+)
 from forecast.storage.observations import upsert_observations  # noqa: E402
-from forecast.storage.repository import upsert_rain_vintages  # noqa: E402
-from forecast.training import train_all  # noqa: E402
+from forecast.storage.rain import upsert_rain_vintages  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,11 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_pooled_"))
     engine = create_engine(f"sqlite:///{work / 'bench.db'}")
     migrate(engine)
-    upsert_observations(engine, obs, source="simulated", now=end)
-    upsert_rain_vintages(engine, sim.rain_forecasts, now=end)
+    ctx = Context.of(engine, cat, clock=FixedClock(end), models_root=work / "models")
+    with transaction(engine) as conn:
+        upsert_observations(conn, obs, source="simulated", now=end)
+        upsert_rain_vintages(conn, sim.rain_forecasts, now=end)
     t0 = time.perf_counter()
-    rep = train_all(engine, cat, end=end, days=args.days, models_root=work / "models", now=end,
-                    pooled=True)
+    rep = train_all(ctx, end=end, days=args.days, pooled=True)
     wall = time.perf_counter() - t0
     print(f"SIMULATED data: {len(cat.rivers)} rivers, {args.days:.0f}-day window ending "
           f"{end:%Y-%m-%d}, short records {short}; train_all(pooled=True) {wall:.1f} s")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from forecast.storage.engine import create_engine, migrate
+from forecast.storage.engine import create_engine, migrate, transaction
 from forecast.storage.observations import upsert_observations
 
 N_LEVEL, N_RAIN = 38, 38
@@ -49,11 +49,13 @@ def run(url: str, parts: list[pd.DataFrame]) -> tuple[float, float]:
     rows = sum(len(p) for p in parts)
     t0 = time.perf_counter()
     for p in parts:
-        upsert_observations(engine, p, source="bench", now=now)
+        with transaction(engine) as conn:
+            upsert_observations(conn, p, source="bench", now=now)
     first = rows / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     for p in parts:
-        upsert_observations(engine, p, source="bench", now=now)
+        with transaction(engine) as conn:
+            upsert_observations(conn, p, source="bench", now=now)
     second = rows / (time.perf_counter() - t0)
     engine.dispose()
     return first, second

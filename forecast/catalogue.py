@@ -59,8 +59,17 @@ class Datum(_Strict):
         return self
 
 
+GaugeVariable = Literal["level_m", "discharge_m3s", "release_m3s", "inflow_m3s"]
+"""What a ``Gauge`` measures (``forecast.frames`` variable names, units in the name)."""
+
+
 class Gauge(_Strict):
-    """A water-level gauge."""
+    """A gauge: a water-level gauge unless ``variable`` says otherwise.
+
+    ``variable`` (default ``level_m``) is the series the station delivers. Only an upstream
+    input that is not a level (a dam release ``release_m3s``, a dam inflow ``inflow_m3s``, a
+    discharge ``discharge_m3s``) sets it; crisis gauges and primary gauges are level gauges.
+    """
 
     code: str = Field(min_length=1)
     name_ja: str
@@ -68,6 +77,7 @@ class Gauge(_Strict):
     lat: float = Field(ge=20.0, le=46.0)
     lon: float = Field(ge=122.0, le=154.0)
     kind: Literal["telemetry", "crisis"]
+    variable: GaugeVariable = "level_m"
     datums: tuple[Datum, ...] = ()
     start_level_m: float | None = None      # 観測開始水位 (crisis gauges)
     overflow_level_m: float | None = None   # 氾濫開始水位 (crisis gauges)
@@ -76,6 +86,8 @@ class Gauge(_Strict):
 
     @model_validator(mode="after")
     def _crisis_levels(self) -> Gauge:
+        if self.kind == "crisis" and self.variable != "level_m":
+            raise ValueError("a crisis gauge (危機管理型水位計) measures level_m only")
         if self.kind == "crisis" and self.start_level_m is None:
             raise ValueError("a crisis gauge needs start_level_m (観測開始水位)")
         if (
@@ -214,9 +226,14 @@ class River(_Strict):
     @field_validator("primary_gauge")
     @classmethod
     def _primary_known(cls, v: str, info: ValidationInfo) -> str:
-        codes = [g.code for g in info.data.get("gauges", ())]
+        gauges = info.data.get("gauges", ())
+        codes = [g.code for g in gauges]
         if codes and v not in codes:
             raise ValueError(f"primary_gauge {v!r} is not one of the river's gauges {codes}")
+        variable = next((g.variable for g in gauges if g.code == v), "level_m")
+        if variable != "level_m":
+            raise ValueError(f"primary_gauge {v!r} measures {variable}; the forecast point "
+                             "must be a level_m gauge (thresholds are in metres)")
         return v
 
     @field_validator("rain_gauges")
@@ -289,6 +306,34 @@ class Catalogue(_Strict):
             if unknown:
                 raise CatalogueError(f"unknown upstream gauge codes {unknown}", file=file,
                                      river=r.id, key="upstream_gauges")
+
+    def station_variables(self) -> dict[str, str]:
+        """Station code → the one variable its series is (``forecast.frames`` names).
+
+        Every gauge gives its ``Gauge.variable``: ``level_m`` for telemetry and crisis level
+        gauges, or what the catalogue says for a non-level upstream input (e.g.
+        ``release_m3s`` for a dam release listed in ``upstream_gauges``; upstream inputs are
+        always ``gauges`` of some river, ``check_references`` ensures it). Every rain gauge
+        gives ``rain_mm``. Used to label files that carry no variable (canonical CSV without
+        a ``variable`` column). A code listed both as a gauge and as a rain gauge has no single
+        variable: ``CatalogueError`` naming it (its files need a ``variable`` column).
+        """
+        out: dict[str, str] = {}
+        owner: dict[str, tuple[str, str]] = {}
+        for r in self.rivers:
+            entries: list[tuple[str, str, str]] = [(g.code, g.variable, "gauges")
+                                                   for g in r.gauges]
+            entries += [(rg.code, "rain_mm", "rain_gauges") for rg in r.rain_gauges]
+            for code, variable, key in entries:
+                known = out.setdefault(code, variable)
+                owner.setdefault(code, (r.id, key))
+                if known != variable:
+                    first_river, first_key = owner[code]
+                    raise CatalogueError(
+                        f"station {code!r} is {known} in {first_river}.{first_key} and "
+                        f"{variable} here: one code cannot name two series; give the files a "
+                        "variable column or use distinct codes", river=r.id, key=key)
+        return out
 
     def river(self, river_id: str) -> River:
         """The river with this id; ``CatalogueError`` if unknown."""

@@ -56,8 +56,9 @@ level) or *unexplained*. It is explained only when all of these hold:
   not rising) -- is at most ``CRISIS_RISE_M`` (0.02 m, twice the gauges' ~1 cm noise);
 * the catchment rain over the hours since the last evidence (every hour of the frame in
   (last evidence, T]; hours before the frame count as unknown) is known -- ``rain_mm`` present
-  for at least ``CRISIS_RAIN_KNOWN`` (75 %) of them; if the rain gauges are silent too it is an
-  outage -- and small: below ``CRISIS_SILENCE_RAIN_MM`` (10 mm, see that constant);
+  for at least ``CRISIS_RAIN_KNOWN`` (75 %) of them and for the hour ending at T itself; if the
+  rain gauges are silent too, now or for long, it is an outage -- and small: below
+  ``CRISIS_SILENCE_RAIN_MM`` (10 mm, see that constant);
 * the river's other inputs (every ``up_<code>`` column) have a value at T: none is silent too.
 
 An unexplained hour keeps ``level_m`` = start level and ``level_censored`` = 1 (the live cycle
@@ -88,7 +89,7 @@ from scipy.signal import lfilter
 
 from forecast.catalogue import Gauge, River
 from forecast.errors import FrameError
-from forecast.frames import LEVEL, RAIN, Flag
+from forecast.frames import DAILY_VARIABLES, LEVEL, RAIN, Flag
 
 FutureRain = Literal["archive", "perfect", "none"]
 FUTURE_RAIN_MODES: Final = ("archive", "perfect", "none")
@@ -197,10 +198,20 @@ def rain_to_hourly(series: pd.Series, index: pd.DatetimeIndex | None = None) -> 
     return sums.reindex(index).astype("float64")
 
 
-def _station_series(obs: pd.DataFrame, code: str, variable: str | None) -> pd.Series:
-    sel = obs["station_id"] == code
+def _selection(obs: pd.DataFrame, code: str, variable: str | None) -> np.ndarray:
+    """Boolean mask of one station's rows of ``variable``; ``None``: any variable except the
+    daily ones (``frames.DAILY_VARIABLES``), which never reach the hourly river frame."""
+    sel = (obs["station_id"] == code).to_numpy(dtype=bool, copy=True)
     if variable is not None:
-        sel &= obs["variable"] == variable
+        return sel & (obs["variable"] == variable).to_numpy()
+    rows = np.flatnonzero(sel)          # only this station's variables are looked at
+    daily = pd.Series(obs["variable"].to_numpy()[rows]).isin(list(DAILY_VARIABLES)).to_numpy()
+    sel[rows[daily]] = False
+    return sel
+
+
+def _station_series(obs: pd.DataFrame, code: str, variable: str | None) -> pd.Series:
+    sel = _selection(obs, code, variable)
     rows = obs.loc[sel]
     vals = rows["value"].where(rows["flag"].isin(list(USABLE_FLAGS)))
     s = pd.Series(vals.to_numpy(dtype="float64"), index=pd.DatetimeIndex(rows["time"]))
@@ -209,9 +220,7 @@ def _station_series(obs: pd.DataFrame, code: str, variable: str | None) -> pd.Se
 
 def _station_rows(obs: pd.DataFrame, code: str, variable: str | None) -> pd.DataFrame:
     """``time, value, flag`` rows of one station (any flag), time-sorted, last duplicate kept."""
-    sel = obs["station_id"] == code
-    if variable is not None:
-        sel &= obs["variable"] == variable
+    sel = _selection(obs, code, variable)
     rows = obs.loc[sel, ["time", "value", "flag"]]
     rows = rows.assign(time=pd.DatetimeIndex(rows["time"]))
     return rows.drop_duplicates("time", keep="last").sort_values("time", kind="stable")
@@ -342,9 +351,10 @@ def river_hourly(
     crisis primary gauge at or below its start level, see module docstring), ``rain_mm`` (mm
     over the hour ending at the index, weighted over ``river.rain_gauges``, variable
     ``rain_mm``), ``up_<code>`` with ``up_<code>_censored`` for each of
-    ``river.upstream_gauges`` (any variable; censoring applies to crisis gauges of this river),
-    then ``level_unexplained`` (0/1: censored by a silence nothing explains; the level there is
-    a guess), ``level_silent_h`` (h), ``level_last_m`` (m) and ``level_last_rise_m`` (m) -- the
+    ``river.upstream_gauges`` (any hourly variable; daily series, ``frames.DAILY_VARIABLES``,
+    are never read; censoring applies to crisis gauges of this river), then
+    ``level_unexplained`` (0/1: censored by a silence nothing explains; the level there is a
+    guess), ``level_silent_h`` (h), ``level_last_m`` (m) and ``level_last_rise_m`` (m) -- the
     silence columns of the module docstring, NaN on hours not censored by silence and for
     telemetry gauges. None of the silence columns is a feature.
     Sub-hourly stations are resampled (see module docstring). Index: every whole hour from
@@ -387,6 +397,7 @@ class _Silence(NamedTuple):
     hours: np.ndarray         # int: hours of the frame in (last evidence, T]
     rain_mm: np.ndarray       # catchment rain over those hours (mm, known hours only)
     rain_known: np.ndarray    # share of those hours with known catchment rain (0-1)
+    rain_now: np.ndarray      # catchment rain is known for the hour ending at T itself
     up_silent: np.ndarray     # some upstream input of the frame has no value at T
     unexplained: np.ndarray   # the silence is not explained: not read as low water
 
@@ -417,9 +428,9 @@ def _silence_checks(hourly: pd.DataFrame, start_level_m: float | None) -> _Silen
     extras = extra_columns(hourly)
     up_silent = np.asarray(hourly[extras].isna().to_numpy().any(axis=1) if extras
                            else np.zeros(n, dtype=bool), dtype=bool)
-    unexplained = silent & (rising | (rain_known < CRISIS_RAIN_KNOWN)
+    unexplained = silent & (rising | (rain_known < CRISIS_RAIN_KNOWN) | ~known
                             | (rain_mm >= CRISIS_SILENCE_RAIN_MM) | up_silent)
-    return _Silence(silent, rising, hours, rain_mm, rain_known, up_silent, unexplained)
+    return _Silence(silent, rising, hours, rain_mm, rain_known, known, up_silent, unexplained)
 
 
 def _column(hourly: pd.DataFrame, column: str) -> np.ndarray:
@@ -470,10 +481,14 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp) -> str 
     if got.rising[i]:
         why.append(f"after rising {float(frame[LAST_RISE_M].iloc[i]):+.2f} m over the hour "
                    "before")
-    if got.rain_known[i] < CRISIS_RAIN_KNOWN:
+    if got.rain_known[i] < CRISIS_RAIN_KNOWN or not got.rain_now[i]:
         unknown = round(float(got.hours[i]) * (1.0 - float(got.rain_known[i])))
         why.append(f"and the river's rain gauges are silent too (catchment rain unknown for "
-                   f"{unknown} of {got.hours[i]} h; data outage?)")
+                   f"{unknown} of {got.hours[i]} h, the latest hour included"
+                   if not got.rain_now[i] else
+                   f"and the river's rain gauges are silent too (catchment rain unknown for "
+                   f"{unknown} of {got.hours[i]} h")
+        why[-1] += "; data outage?)"
     if got.rain_mm[i] >= CRISIS_SILENCE_RAIN_MM:
         why.append(f"while {got.rain_mm[i]:.0f} mm of rain fell over the catchment")
     if got.up_silent[i]:

@@ -11,6 +11,13 @@ Observations (``OBS_COLUMNS``)
     flag        int     a ``Flag`` value
     qc_rule     str     name of the QC rule or source rule that set the flag ("" if none)
     provisional bool    True for 暫定 (provisional) values that a 確定 value may replace
+    source      str     optional (``OPTIONAL_OBS_COLUMNS``): provenance of each row, e.g.
+                        ``simulated`` or an ingest source name (canonical CSV ``source``
+                        column); kept by ``observations`` when present, never added
+
+Hourly and daily series never share a variable: a daily mean or total (MLIT 日…年表) has its
+own variable (``DAILY_VARIABLES``), stamped at the end of its day, so it can neither overwrite
+an hourly reading of the same station nor reach the hourly features.
 
 Rain vintages (``RAIN_VINTAGE_COLUMNS``): catchment rainfall products, observed or forecast
     product     str     e.g. ``jma_srf_forecast``, ``jma_analysis``, ``simulated``
@@ -50,9 +57,17 @@ RAIN: Final = "rain_mm"            # mm over the interval ending at `time`
 DISCHARGE: Final = "discharge_m3s"
 RELEASE: Final = "release_m3s"     # dam release
 INFLOW: Final = "inflow_m3s"
-VARIABLES: Final = frozenset({LEVEL, RAIN, DISCHARGE, RELEASE, INFLOW})
+# Daily series (MLIT 日水位年表 / 日雨量年表 / 日流量年表), stamped at the end of their day
+LEVEL_DAILY_MEAN: Final = "level_m_daily_mean"           # mean level (m) over the day
+RAIN_DAILY: Final = "rain_mm_daily"                      # rain (mm) over the day ending at `time`
+DISCHARGE_DAILY_MEAN: Final = "discharge_m3s_daily_mean"  # mean discharge (m3/s) over the day
+DAILY_VARIABLES: Final = frozenset({LEVEL_DAILY_MEAN, RAIN_DAILY, DISCHARGE_DAILY_MEAN})
+VARIABLES: Final = frozenset({LEVEL, RAIN, DISCHARGE, RELEASE, INFLOW, *DAILY_VARIABLES})
 
 OBS_COLUMNS: Final = ("station_id", "variable", "time", "value", "flag", "qc_rule", "provisional")
+SOURCE: Final = "source"
+OPTIONAL_OBS_COLUMNS: Final = (SOURCE,)
+"""Columns ``observations`` keeps (after ``OBS_COLUMNS``) when present; other extras are dropped."""
 RAIN_VINTAGE_COLUMNS: Final = ("product", "catchment_id", "issued_at", "valid_at", "value")
 FORECAST_COLUMNS: Final = (
     "river_id", "issued_at", "valid_at", "horizon_h", "level", "q10", "q50", "q90",
@@ -91,8 +106,10 @@ def empty_observations() -> pd.DataFrame:
 def observations(df: pd.DataFrame) -> pd.DataFrame:
     """Validate and normalise an observations frame (adds default flag/qc_rule/provisional).
 
-    Raises ``FrameError`` when a required column is missing, times are not UTC, a variable is
-    unknown or a flag is out of range.
+    Returns ``OBS_COLUMNS`` plus, when the input has it, the optional ``source`` column (str;
+    every row needs one); any other extra column is dropped. Raises ``FrameError`` when a
+    required column is missing, times are not UTC, a variable is unknown, a flag is out of
+    range or a ``source`` value is missing.
     """
     _check_columns(df, ("station_id", "variable", "time", "value"), "observations")
     out = df.copy(deep=False)  # columns are replaced, never modified in place
@@ -120,7 +137,13 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
         out["qc_rule"] = out["qc_rule"].fillna("")
     if out["provisional"].dtype != bool:
         out["provisional"] = out["provisional"].astype(bool)
-    result = pd.DataFrame({c: out[c] for c in OBS_COLUMNS}, copy=False)
+    columns = [*OBS_COLUMNS, *(c for c in OPTIONAL_OBS_COLUMNS if c in out.columns)]
+    if SOURCE in out.columns:
+        if out[SOURCE].isna().any():
+            raise FrameError("observations frame has rows without a source")
+        if out[SOURCE].dtype != object:
+            out[SOURCE] = out[SOURCE].astype(str).astype(object)
+    result = pd.DataFrame({c: out[c] for c in columns}, copy=False)
     if not isinstance(result.index, pd.RangeIndex) or result.index.start != 0:
         result = result.reset_index(drop=True)
     return result

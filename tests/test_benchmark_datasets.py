@@ -18,7 +18,7 @@ import itertools
 
 from benchmarks.realdata import datasets, peers
 from forecast.catalogue import load_catalogue
-from forecast.modelling.byod import read_folds, read_series
+from forecast.pipeline.backtest_files import read_folds, read_series
 
 KOTO = Path(__file__).parent / "data" / "kotogawa"
 KOTO_CSV = "kotogawa_jiseiji_level_kotogawa_dam_2023-06_2023-07.csv"

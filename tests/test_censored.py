@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from helpers import context, run
 from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue, Gauge, River, load_catalogue
-from forecast.cycle import run_cycle
 from forecast.features import (
     CENSORED,
     CRISIS_MAX_SILENCE,
@@ -31,12 +31,14 @@ from forecast.features import (
 from forecast.frames import Flag
 from forecast.ingest import crisis
 from forecast.modelling.backtest import Fold, backtest_river
+from forecast.modelling.judging import train_frames
 from forecast.modelling.lgbm import LeadModels, LgbmSettings
 from forecast.modelling.metrics import attach_observed
+from forecast.pipeline.cycle import run_cycle
 from forecast.simulate import simulate
-from forecast.storage import repository, tables
+from forecast.storage import tables
 from forecast.storage.observations import upsert_observations
-from forecast.training import train_frames
+from forecast.storage.rain import upsert_rain_vintages
 
 CAT = load_catalogue("config/rivers.yaml")
 ITAYA = CAT.river("itaya")          # primary MIE-C-007, start level 0.90 m
@@ -258,15 +260,15 @@ def test_cycle_issues_forecasts_for_crisis_rivers(engine: Engine, sim_obs) -> No
                              end=pd.Timestamp(SIM_END) - pd.Timedelta(hours=1))
         issue[river.id] = later.index[later[CENSORED] == 1.0][0]
     t = issue["itaya"]
-    upsert_observations(engine, obs[(obs["time"] > t - pd.Timedelta(days=9))
-                                    & (obs["time"] <= t + pd.Timedelta(hours=6))],
-                        source="simulated", now=t.to_pydatetime())
-    repository.upsert_rain_vintages(engine, rain[(rain["issued_at"] > t - pd.Timedelta(hours=6))
-                                                 & (rain["issued_at"] <= t)],
-                                    now=t.to_pydatetime())
-    report = run_cycle(engine, CRISIS, t.to_pydatetime(),
-                       models=lambda r: ("v1", models[r]), now=t.to_pydatetime(),
-                       trigger="test", rain_product="simulated_forecast")
+    run(engine, upsert_observations, obs[(obs["time"] > t - pd.Timedelta(days=9))
+                                         & (obs["time"] <= t + pd.Timedelta(hours=6))],
+        source="simulated", now=t.to_pydatetime())
+    run(engine, upsert_rain_vintages, rain[(rain["issued_at"] > t - pd.Timedelta(hours=6))
+                                           & (rain["issued_at"] <= t)],
+        now=t.to_pydatetime())
+    report = run_cycle(context(engine, CRISIS, t.to_pydatetime()), t.to_pydatetime(),
+                       models=lambda r: ("v1", models[r]), trigger="test",
+                       rain_product="simulated_forecast")
     status = {o.river_id: o.status for o in report.outcomes}
     assert set(status) == {"itaya", "kabake"}
     assert set(status.values()) <= {"ok", "degraded"}, report.outcomes
@@ -283,3 +285,34 @@ def test_cycle_issues_forecasts_for_crisis_rivers(engine: Engine, sim_obs) -> No
         minutes=30)) & (obs["time"] <= t) & (obs["flag"] == int(Flag.GOOD))]
     assert len(kab) and (kab["value"] >= KABAKE.gauge.start_level_m).all()
     assert inputs["kabake"]["level_censored"] == "no"
+
+
+def test_a_data_outage_is_never_forecast_as_low_water(engine: Engine, sim_obs) -> None:  # type: ignore[no-untyped-def]
+    """Every station of the crisis rivers silent for the 5 h before T (a feed outage, as after
+    a demo whose data stopped): 板屋川 is still forecast, but low-confidence with the reason,
+    never as a plain low-water forecast."""
+    obs, rain, _ = sim_obs
+    river = CRISIS.river("itaya")
+    hourly = river_hourly(obs, river, start=pd.Timestamp(SIM_START), end=pd.Timestamp(SIM_END))
+    t = hourly.index[(hourly[CENSORED] == 1.0) & (hourly.index > pd.Timestamp(SIM_START)
+                                                   + pd.Timedelta(days=60))][0]
+    times = hourly.index[48:-6]
+    X = build_features(hourly, times, future_rain="archive", vintages=rain,
+                       catchment_id=river.id)
+    model = LeadModels.train(X, targets(hourly, times),
+                             high_water_m=river.thresholds.ladder()[0][1], settings=SMALL,
+                             name=river.id)
+    before = obs[(obs["time"] > t - pd.Timedelta(days=9))
+                 & (obs["time"] <= t - pd.Timedelta(hours=5))]
+    run(engine, upsert_observations, before, source="simulated", now=t.to_pydatetime())
+    one = Catalogue(name="itaya", rivers=(river,))
+    report = run_cycle(context(engine, one, t.to_pydatetime()), t.to_pydatetime(),
+                       models=lambda r: ("v1", model), trigger="test")
+    (outcome,) = report.outcomes
+    assert outcome.status == "degraded", outcome
+    reasons = report.low_confidence["itaya"]
+    assert any("silent" in r and "not read as low water" in r for r in reasons), reasons
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(tables.forecast_runs.c.low_confidence,
+                                     tables.forecast_runs.c.reasons)).one()
+    assert row[0] is True and row[1] == reasons

@@ -129,8 +129,8 @@ def test_outage_every_station_silent_is_unexplained() -> None:
     assert h["rain_mm"].loc[silent].isna().all() and h["up_UP-T"].loc[silent].isna().all()
     reason = silence_reason(h, ITAYA_UP, pd.Timestamp("2024-07-01 09:00", tz="UTC"))
     assert reason is not None and "silent 3 h since 0.95 m" in reason
-    assert "rain gauges are silent too (catchment rain unknown for 3 of 3 h; data outage?)" \
-        in reason
+    assert "rain gauges are silent too (catchment rain unknown for 3 of 3 h, the latest hour " \
+        "included; data outage?)" in reason
     assert "upstream UP-T silent too" in reason
     assert "not read as low water" in reason
     # the same silence without the upstream gauge (rain gauges silent only): still unexplained
@@ -275,3 +275,22 @@ def test_a_censored_hour_without_silence_columns_is_not_read_as_low_water() -> N
     assert silence_reason(h, ITAYA, t) is None
     reason = silence_reason(h.drop(columns=[SILENT_H, LAST_M, LAST_RISE_M, UNEXPLAINED]), ITAYA, t)
     assert reason is not None and "no silence columns" in reason
+
+
+def test_rain_gauges_silent_for_the_latest_hour_is_an_outage() -> None:
+    """A long quiet silence (rain known for most of it) whose rain gauges stopped reporting in
+    the latest hour: the feed is down now, so the silence is not read as low water."""
+    obs = pd.concat([_level(FALLING), _rain(until=LAST + pd.Timedelta(hours=10))],
+                    ignore_index=True)
+    h = _hourly(obs, ITAYA)
+    at = (LAST + pd.Timedelta(hours=12)).ceil("h")
+    i = h.index.get_loc(at)
+    assert h[CENSORED].iloc[i] == 1.0 and np.isnan(h["rain_mm"].iloc[i])
+    assert h["rain_mm"].loc[:at].iloc[-12:].notna().sum() >= 9      # known for >= 75 %
+    assert h[UNEXPLAINED].iloc[i] == 1.0
+    reason = silence_reason(h, ITAYA, at)
+    assert reason is not None and "the latest hour included" in reason
+    # while the rain gauges still reported (dry), the same silence was explained
+    dry = (LAST + pd.Timedelta(hours=9)).ceil("h")
+    assert h.loc[dry, CENSORED] == 1.0 and h.loc[dry, UNEXPLAINED] == 0.0
+    assert silence_reason(h, ITAYA, dry) is None

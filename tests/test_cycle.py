@@ -228,9 +228,8 @@ def test_doubtful_level_marks_the_forecast_low_confidence(engine: Engine, world)
     assert cat.rivers[0].id not in report.low_confidence
 
 
-def test_two_processes_never_run_one_issue_time(engine: Engine, world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_two_processes_never_run_one_issue_time(engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """While this process holds the issue time, `forecast cycle` in another process refuses."""
-    cat, _, _, _ = world
     url = engine.url.render_as_string(hide_password=False)
     env = {**os.environ, "FORECAST_DATABASE_URL": url,
            "FORECAST_CATALOGUE": "config/reference_rivers.yaml",

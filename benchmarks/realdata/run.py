@@ -4,7 +4,7 @@
         [--datasets koto,usgs,bom,calder] [--modes none,perfect] [--out docs/benchmarks_accuracy.md]
 
 For each data set (``datasets.py`` converts it to the BYOD files) and future-rain mode it runs
-our model through ``forecast.modelling.byod.run_backtest_files`` (with and without upstream
+our model through ``forecast.pipeline.backtest_files.run_backtest_files`` (with and without upstream
 inputs where the river has them), the baselines (persistence, AR(2), SARIMAX with rain) and the
 four peer configurations (``peers.py``) on the same folds and issue times, scores them all with
 ``forecast.modelling.metrics`` and writes markdown tables.
@@ -29,7 +29,6 @@ from benchmarks.realdata import datasets, peers
 from forecast.catalogue import River, load_catalogue
 from forecast.features import river_hourly
 from forecast.frames import LEVEL, RAIN, RELEASE
-from forecast.modelling.byod import read_folds, read_series, run_backtest_files
 from forecast.modelling.lgbm import LgbmSettings
 from forecast.modelling.metrics import (
     attach_observed,
@@ -38,6 +37,7 @@ from forecast.modelling.metrics import (
     lead_scores,
     peak_errors,
 )
+from forecast.pipeline.backtest_files import read_folds, read_series, run_backtest_files
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT_LEADS = (1, 3, 6)

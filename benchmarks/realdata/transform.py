@@ -19,8 +19,8 @@ from pathlib import Path
 from benchmarks.realdata import datasets
 from benchmarks.realdata.run import BOM_SETTINGS, REPORT_LEADS, SETTINGS, hourly_frame
 from forecast.frames import LEVEL
-from forecast.modelling.byod import run_backtest_files
 from forecast.modelling.metrics import attach_observed, event_windows, lead_scores
+from forecast.pipeline.backtest_files import run_backtest_files
 
 
 def event_rmse(ds: datasets.Dataset, mode: str, transform: str) -> list[float]:

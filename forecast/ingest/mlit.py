@@ -6,7 +6,11 @@ column header (``,1時,,2時,,…,24時,`` or ``,1日,,…,31日,``) and data ro
 pairs. Hour rule: ``h時`` is the value at hh:00 JST of the row's date, so ``24時`` is 00:00 JST
 of the *next* day. Daily tables (日…年表, KIND 3/7) have a ``YYYY年`` line and one ``M月`` row
 per month; a daily value is stamped at the end of its day (00:00 JST of the next day), the
-convention for interval values in ``forecast.frames``.
+convention for interval values in ``forecast.frames``. Daily values are means (level,
+discharge) or totals (rain) over the day, so they get their own variables
+(``frames.DAILY_VARIABLES``: ``level_m_daily_mean``, ``rain_mm_daily``,
+``discharge_m3s_daily_mean``): importing a daily table after the hourly one of the same station
+adds a daily series and never overwrites the real 00:00 JST hourly reading.
 
 Flags: blank = 確定 (GOOD), ``*`` = 暫定 (GOOD, provisional), ``$`` 欠測, ``#`` 閉局,
 ``-`` 未登録 and the value ``-9999.99`` are MISSING with ``qc_rule`` ``mlit:<flag>``.
@@ -47,14 +51,14 @@ from forecast.ingest._payload import (
 SOURCE_DAT: Final = "mlit_dat"
 
 # title prefix → (variable, interval). Rain tables hold totals; level/discharge hold spot values
-# (hourly) or daily means.
+# (hourly) or daily means. Daily tables have their own variables (frames.DAILY_VARIABLES).
 TITLES: Final[dict[str, tuple[str, str]]] = {
     "時刻水位月表": (frames.LEVEL, "1h"),
     "時刻雨量月表": (frames.RAIN, "1h"),
     "時刻流量月表": (frames.DISCHARGE, "1h"),
-    "日水位年表": (frames.LEVEL, "1D"),
-    "日雨量年表": (frames.RAIN, "1D"),
-    "日流量年表": (frames.DISCHARGE, "1D"),
+    "日水位年表": (frames.LEVEL_DAILY_MEAN, "1D"),
+    "日雨量年表": (frames.RAIN_DAILY, "1D"),
+    "日流量年表": (frames.DISCHARGE_DAILY_MEAN, "1D"),
 }
 
 # flag text → (Flag, qc_rule, provisional); qc_rule index into _RULES below.
@@ -488,8 +492,10 @@ def _parse(files: list[tuple[bytes, str]], now: datetime | None) -> list[_Arrays
 def parse_mlit_table(data: bytes, location: str, *, now: datetime | None = None) -> MlitTable:
     """Parse one MLIT .dat download (UTF-8, UTF-8 with BOM or Shift_JIS/cp932).
 
-    Returns the table kind, station code, variable (``level_m`` m, ``rain_mm`` mm over the
-    hour/day ending at ``time``, ``discharge_m3s`` m³/s), interval and the observations frame
+    Returns the table kind, station code, variable (hourly tables: ``level_m`` m, ``rain_mm``
+    mm over the hour ending at ``time``, ``discharge_m3s`` m³/s; daily tables:
+    ``level_m_daily_mean`` m, ``rain_mm_daily`` mm over the day ending at ``time``,
+    ``discharge_m3s_daily_mean`` m³/s), interval and the observations frame
     (columns ``forecast.frames.OBS_COLUMNS``, ``time`` UTC). Raises ``EncodingError`` for other
     encodings and ``ParseError`` (with line number) for any layout problem. With ``now``
     (tz-aware), a value later than now is a ``ParseError`` and missing slots after now are

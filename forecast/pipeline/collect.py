@@ -148,15 +148,18 @@ class StoreResult:
 
 def _qc_store(ctx: Context, new: pd.DataFrame, *, source: str, now: datetime,
               rain: RainLimits) -> tuple[int, int]:
-    first = new["time"].min()
-    rewrite_from = first - pd.Timedelta(REEVALUATE)
+    # Per station: rows from REEVALUATE before its earliest new reading are re-checked, with
+    # the look-back before that as context (so a chunk of a long import re-reads only the
+    # tail of what the previous chunk stored for the same station).
+    rewrite_from = new.groupby("station_id")["time"].min() - pd.Timedelta(REEVALUATE)
+    context_from = rewrite_from - _lookback(ctx.catalogue, rain)
     with transaction(ctx.engine, f"storing observations from {source}") as conn:
-        stored = read_observations(
-            conn, station_ids=sorted(new["station_id"].unique()),
-            start=(rewrite_from - _lookback(ctx.catalogue, rain)).to_pydatetime())
+        stored = read_observations(conn, station_ids=sorted(rewrite_from.index),
+                                   start=context_from.min().to_pydatetime())
+        stored = stored[stored["time"] >= stored["station_id"].map(context_from)]
         checked = apply_qc(_merge(stored, new), ctx.catalogue, rain_limits=rain)
         # Older context rows only inform the rules; their verdicts were settled by earlier runs.
-        out = checked[checked["time"] >= rewrite_from]
+        out = checked[checked["time"] >= checked["station_id"].map(rewrite_from)]
         res = upsert_observations(conn, out, source=source, now=now)
     return res.inserted, res.revised
 

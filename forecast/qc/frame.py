@@ -84,7 +84,10 @@ def apply_qc(
     Levels use the ``qc`` limits of the river that owns the gauge (gauge code = ``station_id``;
     a level station unknown to the catalogue gets the default ``QCLimits()``); rain uses
     ``rain_limits`` (default ``RainLimits()``) for every rain station; discharge, release and
-    inflow only get NaN → MISSING. ``step`` ``None`` infers each series' step (most common
+    inflow only get NaN → MISSING. Daily series (``frames.DAILY_VARIABLES``: daily means and
+    totals) pass through with their source flags and only NaN → MISSING: the hourly level and
+    rain rules (limits per reading, rates, spikes, stuck runs, gap fills) do not apply to them.
+    ``step`` ``None`` infers each series' step (most common
     interval), so hourly MLIT and 10-minute telemetry can share one frame. Returns the
     canonical frame with updated ``flag``/``qc_rule`` plus FILLED rows.
     """
@@ -92,6 +95,8 @@ def apply_qc(
     default, rain = QCLimits(), rain_limits or RainLimits()
 
     def resolve(station: str, variable: str) -> QCLimits | RainLimits | None:
+        if variable in frames.DAILY_VARIABLES:
+            return None               # daily means/totals: no hourly rule applies
         if variable == LEVEL:
             return level_limits.get(station, default)
         return rain if variable == RAIN else None

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from forecast.errors import CycleError
-from forecast.storage.engine import transaction
+from forecast.storage.engine import connection, transaction
 from forecast.storage.tables import cycle_locks, cycle_river_outcomes, cycle_runs
 
 LOCK_TTL = timedelta(minutes=30)
@@ -88,7 +88,7 @@ def issue_lock(engine: Engine, issued_at: datetime, *, owner: str, now: datetime
                ) -> Iterator[None]:
     """Hold the lock of ``issued_at`` for the block; ``CycleError`` if another process has it."""
     if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
+        with connection(engine, "taking the issue-time lock") as conn:
             key = _lock_key(issued_at)
             got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one()
             conn.commit()

@@ -99,6 +99,17 @@ def transaction(engine: Engine, what: str = "database operation") -> Iterator[Co
         raise StorageError(f"{what} failed: {scrub(_first_line(exc), engine)}") from exc
 
 
+@contextmanager
+def connection(engine: Engine, what: str = "database operation") -> Iterator[Connection]:
+    """A connection outside the unit of work (e.g. to hold a session lock), with the same
+    error translation as ``transaction``; the caller commits."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StorageError(f"{what} failed: {scrub(_first_line(exc), engine)}") from exc
+
+
 def _first_line(exc: BaseException) -> str:
     """The driver's message without SQLAlchemy's multi-line statement/parameter dump."""
     text = str(getattr(exc, "orig", None) or exc)

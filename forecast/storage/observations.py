@@ -74,14 +74,17 @@ def upsert_observations(
 ) -> UpsertResult:
     """Write an observations frame (``forecast.frames`` contract) idempotently.
 
-    ``source`` names the ingest source (or the data's provenance, e.g. ``simulated``); ``now``
-    is the ingest time (UTC, tz-aware). Duplicate (station, variable, time) rows inside one
-    batch keep the last one. Runs inside the caller's transaction: a failure leaves no rows.
-    Callers outside storage use ``pipeline.collect.store_observations`` (QC first).
+    ``source`` names the ingest source; a row of a frame with its own ``source`` column
+    (``forecast.frames.OPTIONAL_OBS_COLUMNS``, e.g. a canonical CSV exported from a simulation)
+    keeps that provenance instead. ``now`` is the ingest time (UTC, tz-aware). Duplicate
+    (station, variable, time) rows inside one batch keep the last one. Runs inside the
+    caller's transaction: a failure leaves no rows. Callers outside storage use
+    ``pipeline.collect.store_observations`` (QC first).
     """
     df = frames.observations(df)
     df = df.drop_duplicates(["station_id", "variable", "time"], keep="last")
-    df["source"] = source
+    if frames.SOURCE not in df.columns:
+        df["source"] = source
     if df.empty:
         return UpsertResult(0, 0, 0)
     spans = df.groupby("station_id", sort=True)["time"].agg(["min", "max"])
@@ -213,8 +216,8 @@ def read_observations(
         "revision",
     ])
     df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
-    extra = df[["source", "revision"]]
-    return frames.observations(df).join(extra)
+    # frames.observations keeps ``source`` (an optional column); ``revision`` is joined back
+    return frames.observations(df).join(df[["revision"]])
 
 
 def observation_history_frame(

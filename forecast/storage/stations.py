@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from forecast.catalogue import Catalogue
-from forecast.frames import LEVEL, RAIN
+from forecast.frames import RAIN
 from forecast.storage.bulk import dialect_insert
 from forecast.storage.tables import stations
 
@@ -20,7 +20,7 @@ def sync_stations(conn: Connection, catalogue: Catalogue) -> int:
     rows: list[dict[str, Any]] = []
     for r in catalogue.rivers:
         for g in r.gauges:
-            rows.append(dict(station_id=g.code, river_id=r.id, kind=g.kind, variable=LEVEL,
+            rows.append(dict(station_id=g.code, river_id=r.id, kind=g.kind, variable=g.variable,
                              name_ja=g.name_ja, lat=g.lat, lon=g.lon, provisional=g.provisional,
                              meta={"source": g.source, "name_en": g.name_en}))
         for rg in r.rain_gauges:

@@ -8,21 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from helpers import context, run
 from sqlalchemy.engine import Engine
 
 from forecast.api.app import create_app
 from forecast.catalogue import load_catalogue
 from forecast.errors import MigrationError
 from forecast.storage.engine import create_engine
+from forecast.storage.forecasts import save_forecast
 from forecast.storage.observations import upsert_observations
-from forecast.storage.repository import save_forecast
 
 NOW = datetime(2024, 7, 1, 12, tzinfo=UTC)
 
 
 def _write(engine: Engine, source: str) -> None:
     t = pd.date_range("2024-07-01 00:00", periods=12, freq="h", tz="UTC")
-    upsert_observations(engine, pd.DataFrame({
+    run(engine, upsert_observations, pd.DataFrame({
         "station_id": "jiseiji", "variable": "level_m", "time": t,
         "value": np.linspace(2.5, 4.0, 12)}), source=source, now=NOW)
 
@@ -31,7 +32,7 @@ def _write(engine: Engine, source: str) -> None:
 def test_rivers_observations_and_data_label(engine: Engine, reference_catalogue_path,  # type: ignore[no-untyped-def]
                                             source: str) -> None:
     _write(engine, source)
-    client = TestClient(create_app(engine, load_catalogue(reference_catalogue_path)))
+    client = TestClient(create_app(context(engine, load_catalogue(reference_catalogue_path), NOW)))
     assert client.get("/health").json()["status"] == "ok"
     rivers = client.get("/api/rivers").json()
     koto = rivers["rivers"][0]
@@ -57,9 +58,9 @@ def test_latest_forecasts(engine: Engine, reference_catalogue_path) -> None:  # 
                        "valid_at": t + pd.to_timedelta(h, unit="h"), "horizon_h": h,
                        "level": 3.0 + 0.1 * h, "q10": 2.8 + 0.1 * h, "q50": 3.0 + 0.1 * h,
                        "q90": 3.3 + 0.1 * h, "model_version": "v1"})
-    save_forecast(engine, fc, model_variant="full", input_cutoff=NOW, degraded=False,
-                  inputs={}, created_at=NOW)
-    client = TestClient(create_app(engine, load_catalogue(reference_catalogue_path)))
+    run(engine, save_forecast, fc, model_variant="full", input_cutoff=NOW, degraded=False,
+        inputs={}, created_at=NOW)
+    client = TestClient(create_app(context(engine, load_catalogue(reference_catalogue_path), NOW)))
     got = client.get("/api/forecasts/latest").json()["forecasts"]["koto"]
     assert [g["horizon_h"] for g in got] == list(range(1, 7))
     assert got[0]["valid_at"] == "2024-07-01T13:00:00+00:00"
@@ -67,5 +68,5 @@ def test_latest_forecasts(engine: Engine, reference_catalogue_path) -> None:  # 
 
 def test_unmigrated_database_refused_at_start(tmp_path, reference_catalogue_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(MigrationError):
-        create_app(create_engine(f"sqlite:///{tmp_path}/x.db"),
-                   load_catalogue(reference_catalogue_path))
+        create_app(context(create_engine(f"sqlite:///{tmp_path}/x.db"),
+                           load_catalogue(reference_catalogue_path), NOW))

@@ -158,7 +158,9 @@ def _naive_daily(data: bytes) -> list[tuple[pd.Timestamp, float]]:
 
 def test_real_daily_table(daily_2004):
     table = parse_mlit_table(daily_2004, str(DAILY_2004))
-    assert (table.kind, table.interval, table.variable) == ("日流量年表", "1D", frames.DISCHARGE)
+    # a daily mean has its own variable (it must not overwrite the hourly discharge_m3s)
+    assert (table.kind, table.interval) == ("日流量年表", "1D")
+    assert table.variable == "discharge_m3s_daily_mean"
     df = table.observations
     oracle = _naive_daily(daily_2004)
     assert len(df) == len(oracle) == 366                     # 2004 is a leap year

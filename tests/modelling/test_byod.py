@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from forecast.errors import InputFileError, InsufficientDataError
-from forecast.modelling.byod import OUT_COLUMNS, run_backtest_files
 from forecast.modelling.lgbm import LgbmSettings
 from forecast.modelling.metrics import rmse
+from forecast.pipeline.backtest_files import OUT_COLUMNS, run_backtest_files
 
 DATA = Path(__file__).parent.parent / "data" / "kotogawa"
 CSV = DATA / "kotogawa_jiseiji_level_kotogawa_dam_2023-06_2023-07.csv"
@@ -181,7 +181,7 @@ def test_single_river_with_too_little_data_raises(files, tmp_path):
 
 def test_archive_mode_reads_rain_forecasts(files, tmp_path):
     from forecast.catalogue import load_catalogue
-    from forecast.modelling.byod import read_rain_forecasts
+    from forecast.pipeline.backtest_files import read_rain_forecasts
 
     _, obs, rain, folds = files
     rows = ["station_id,issued_at,valid_at,value"]

@@ -71,7 +71,8 @@ def test_verified_values_replace_provisional_and_history_keeps_them(engine: Engi
     assert not cur["provisional"].any()
     assert cur.loc[1, "value"] == pytest.approx(prov.loc[1, "value"] + 0.07)
     assert (cur["revision"] == 1).all()
-    hist = run(engine, observation_history_frame, "G1", "level_m", prov.loc[1, "time"].to_pydatetime())
+    hist = run(engine, observation_history_frame, "G1", "level_m",
+               prov.loc[1, "time"].to_pydatetime())
     assert len(hist) == 1
     assert hist.loc[0, "value"] == pytest.approx(prov.loc[1, "value"])
     assert bool(hist.loc[0, "provisional"])
