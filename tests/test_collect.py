@@ -320,3 +320,38 @@ def test_file_import_covers_the_live_formats(engine: Engine, tmp_path: Path, sou
     assert not report.failed and report.inserted >= report.total_rows > 0
     assert str(path) in report.rows
     assert len(run(engine, read_observations)) == report.inserted
+
+
+def test_qc_recheck_applies_new_limits_to_stored_history(engine: Engine,
+                                                         catalogue: Catalogue) -> None:
+    """`forecast qc --recheck` after a limit change: flags follow the new limits, values stay,
+    the old verdicts move to the observation history, and a second re-check changes nothing."""
+    from forecast.pipeline.collect import recheck_qc
+    from forecast.storage.observations import observation_history_frame
+
+    t = pd.date_range("2024-07-01", periods=36, freq="10min", tz="UTC")
+    levels = [7.0 + 0.05 * i for i in range(36)]   # a steady rise to 8.75 m: GOOD under the
+    i = 30                                           # old hard_max_m of 12 m ...
+    obs = pd.DataFrame({"station_id": "jiseiji", "variable": frames.LEVEL, "time": t,
+                        "value": levels})
+    ctx = context(engine, catalogue, NOW)
+    store_observations(ctx, obs, source="telemetry")
+    before = run(engine, read_observations, station_ids=["jiseiji"]).set_index("time")
+    assert (before["flag"] == frames.Flag.GOOD).all()
+    # ... but the prefecture lowers the gauge's hard maximum to 8 m
+    koto = catalogue.rivers[0]
+    strict = catalogue.model_copy(update={"rivers": (koto.model_copy(update={
+        "qc": koto.qc.model_copy(update={"hard_max_m": 8.0})}),)})
+    res = recheck_qc(context(engine, strict, NOW), stations=["jiseiji"])
+    assert not res.failed and res.revised >= 1
+    after = run(engine, read_observations, station_ids=["jiseiji"]).set_index("time")
+    assert (after.loc[t[i], "flag"], after.loc[t[i], "qc_rule"]) == \
+        (frames.Flag.UNRELIABLE, "hard_max")
+    assert (after.loc[t[:20], "flag"] == frames.Flag.GOOD).all()    # 7.00-7.95 m: still GOOD
+    pd.testing.assert_series_equal(after.loc[t, "value"], before.loc[t, "value"])
+    assert set(after["source"]) == {"telemetry"}
+    hist = run(engine, observation_history_frame, "jiseiji", frames.LEVEL,
+               t[i].to_pydatetime())
+    assert hist["flag"].tolist() == [frames.Flag.GOOD]
+    again = recheck_qc(context(engine, strict, NOW), stations=["jiseiji"])
+    assert again.revised == 0

@@ -7,10 +7,12 @@ data are labelled in every response that shows them. Outputs are forecast notifi
 
 from __future__ import annotations
 
+import html
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
@@ -99,9 +101,25 @@ def create_app(ctx: Context) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
+        latest = views.latest_forecasts(ctx)
+        runs: dict[str, dict[str, Any]] = {
+            str(rec["river_id"]): {str(k): v for k, v in rec.items()}
+            for rec in latest.drop_duplicates("river_id").to_dict("records")}
+
+        def status(r: River) -> str:
+            run = runs.get(r.id)
+            if run is None:
+                return "no forecast"
+            when = (run["issued_at"] + pd.Timedelta(hours=9)).strftime("%m-%d %H:%M JST")
+            if run["low_confidence"]:
+                why = html.escape("; ".join(run["reasons"]))
+                return f"<b>data problem / 低信頼</b> ({when}): {why}"
+            return f"forecast {when}"
+
         rows = "".join(
             f"<tr><td>{r.name_ja}</td><td>{r.name_en}</td><td>{r.gauge.name_ja}</td>"
             f"<td>{' / '.join(f'{v:.2f}' for _, v in r.thresholds.ladder())}</td>"
+            f"<td>{status(r)}</td>"
             f"<td>{'provisional: ' + ', '.join(r.provisional_parts) if r.provisional_parts else ''}"
             "</td></tr>"
             for r in catalogue.rivers
@@ -112,7 +130,8 @@ def create_app(ctx: Context) -> FastAPI:
             f"<h1>三重県 水位予測 (water-level forecasts)</h1><p><b>Data: {data_label}</b></p>"
             "<p>水位予測通知 for flood-control staff; not a JMA warning (警報/注意報).</p>"
             "<table border=1><tr><th>河川</th><th>River</th><th>観測所</th>"
-            "<th>基準水位 m (待機/注意/避難判断/危険)</th><th>note</th></tr>"
+            "<th>基準水位 m (待機/注意/避難判断/危険)</th><th>latest forecast</th>"
+            "<th>note</th></tr>"
             f"{rows}</table></html>"
         )
 

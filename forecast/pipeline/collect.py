@@ -33,7 +33,7 @@ import pandas as pd
 
 from forecast import frames
 from forecast.catalogue import Catalogue
-from forecast.errors import ForecastError, SourceError, StorageError
+from forecast.errors import ConfigError, ForecastError, SourceError, StorageError
 from forecast.ingest.fetch import Fetcher
 from forecast.ingest.replay import Replay, parse_rain_csv, parse_replay_csv, rain_to_csv, to_csv
 from forecast.ingest.sources import Parsed, Source
@@ -299,16 +299,20 @@ def collect_source(ctx: Context, source: Source, window: timedelta, *, now: date
     return report
 
 
-def collect(ctx: Context, sources: Sequence[Source], window: timedelta, *, fetcher: Fetcher,
-            now: datetime | None = None) -> CollectReport:
+def collect(ctx: Context, sources: Sequence[Source], window: timedelta, *,
+            fetcher: Fetcher | None = None, now: datetime | None = None) -> CollectReport:
     """Fetch every source's payloads for ``(now - window, now]`` and store what they hold.
 
-    Each payload is archived before parsing; observations go through ``store_observations``
-    (QC over the stored recent window, then an idempotent upsert with ``source`` = the source
-    name); rain vintages through ``upsert_rain_vintages``. ``now`` (UTC) is the ingest time.
+    ``fetcher`` defaults to the context's. Each payload is archived before parsing;
+    observations go through ``store_observations`` (QC over the stored recent window, then an
+    idempotent upsert with ``source`` = the source name); rain vintages through
+    ``upsert_rain_vintages``. ``now`` (UTC, default the context's clock) is the ingest time.
     Returns a ``CollectReport``; only storage failures outside a source's own work raise.
     """
     now = now or ctx.clock.now()
+    fetcher = fetcher or ctx.fetcher
+    if fetcher is None:
+        raise ConfigError("this context has no HTTP fetcher (Context.from_settings builds one)")
     report = CollectReport()
     for source in sources:
         report.sources[source.name] = collect_source(ctx, source, window, now=now,

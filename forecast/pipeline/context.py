@@ -7,10 +7,12 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue, load_catalogue
 from forecast.clock import Clock, SystemClock
+from forecast.ingest.fetch import Fetcher
 from forecast.settings import Settings, load_settings
 from forecast.storage.engine import create_engine, redact
 
@@ -21,9 +23,12 @@ def _owner() -> str:
 
 @dataclass(frozen=True)
 class Context:
-    """Settings, catalogue, database engine, clock and model registry root of one process.
+    """Settings, catalogue, database engine, clock, model registry root and HTTP fetcher of one
+    process.
 
-    ``owner`` (host:pid) names this process in cycle runs and issue-time locks.
+    ``owner`` (host:pid) names this process in cycle runs and issue-time locks. ``fetcher`` is
+    the live sources' HTTP client (``ingest.fetch.Fetcher``: timeouts, retries, per-source
+    limits, conditional requests); tests give one on an ``httpx.MockTransport``.
     """
 
     settings: Settings
@@ -32,6 +37,7 @@ class Context:
     clock: Clock = field(default_factory=SystemClock)
     models_root: Path = Path("models")
     owner: str = field(default_factory=_owner)
+    fetcher: Fetcher | None = None
 
     @property
     def database_label(self) -> str:
@@ -43,13 +49,16 @@ class Context:
                       ) -> Context:
         """The context of an entry point: settings from the environment unless given."""
         settings = settings or load_settings()
+        clock = clock or SystemClock()
         return cls(settings=settings, catalogue=load_catalogue(settings.catalogue),
-                   engine=create_engine(settings.db_url), clock=clock or SystemClock(),
-                   models_root=settings.models_dir)
+                   engine=create_engine(settings.db_url), clock=clock,
+                   models_root=settings.models_dir,
+                   fetcher=Fetcher(httpx.Client(follow_redirects=True), clock=clock.now))
 
     @classmethod
     def of(cls, engine: Engine, catalogue: Catalogue, *, clock: Clock,
-           models_root: Path = Path("models"), settings: Settings | None = None) -> Context:
+           models_root: Path = Path("models"), settings: Settings | None = None,
+           fetcher: Fetcher | None = None) -> Context:
         """A context on an existing engine and catalogue (tests, notebooks, benchmarks)."""
         return cls(settings=settings or load_settings({}), catalogue=catalogue, engine=engine,
-                   clock=clock, models_root=Path(models_root))
+                   clock=clock, models_root=Path(models_root), fetcher=fetcher)

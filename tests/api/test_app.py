@@ -58,12 +58,17 @@ def test_latest_forecasts(engine: Engine, reference_catalogue_path) -> None:  # 
                        "valid_at": t + pd.to_timedelta(h, unit="h"), "horizon_h": h,
                        "level": 3.0 + 0.1 * h, "q10": 2.8 + 0.1 * h, "q50": 3.0 + 0.1 * h,
                        "q90": 3.3 + 0.1 * h, "model_version": "v1"})
+    reason = "crisis gauge silent 5 h; not read as low water"
     run(engine, save_forecast, fc, model_variant="full", input_cutoff=NOW, degraded=False,
-        inputs={}, created_at=NOW)
+        inputs={}, created_at=NOW, low_confidence=True, reasons=[reason])
     client = TestClient(create_app(context(engine, load_catalogue(reference_catalogue_path), NOW)))
     got = client.get("/api/forecasts/latest").json()["forecasts"]["koto"]
     assert [g["horizon_h"] for g in got] == list(range(1, 7))
     assert got[0]["valid_at"] == "2024-07-01T13:00:00+00:00"
+    assert got[0]["low_confidence"] is True and got[0]["reasons"] == [reason]
+    assert got[0]["revision"] == 1
+    page = client.get("/").text
+    assert "data problem" in page and reason in page
 
 
 def test_unmigrated_database_refused_at_start(tmp_path, reference_catalogue_path) -> None:  # type: ignore[no-untyped-def]
