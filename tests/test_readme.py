@@ -26,3 +26,16 @@ def test_readme_commands_exist() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     assert commands and commands <= set(sub.choices), commands - set(sub.choices)  # type: ignore[arg-type]
     assert "make demo" in README and "make test" in README
+
+
+def test_readme_module_table_names_real_modules() -> None:
+    root = Path(__file__).resolve().parent.parent
+    paths = re.findall(r"^\| `(forecast/[a-z_/]+(?:\.py)?)` \|", README, re.M)
+    assert len(paths) >= 10
+    missing = [p for p in paths if not (root / p).exists()]
+    assert not missing, missing
+    # every package and top-level module of forecast/ is in the table
+    tops = {p.name for p in (root / "forecast").iterdir()
+            if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    named = {Path(p).name for p in paths}
+    assert tops - {"logs.py"} <= named, tops - named

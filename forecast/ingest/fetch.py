@@ -32,15 +32,11 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from forecast.clock import SystemClock
 from forecast.errors import SourceError
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], None]
-
-
-def utc_now() -> datetime:
-    """The default clock: the current time in UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ class Fetcher:
         self,
         client: httpx.Client,
         *,
-        clock: Clock = utc_now,
+        clock: Clock | None = None,
         sleep: Sleep = time.sleep,
         rng: random.Random | None = None,
         retry: RetryPolicy | None = None,
@@ -113,7 +109,7 @@ class Fetcher:
         if default_limit < 1 or any(v < 1 for v in (limits or {}).values()):
             raise ValueError("concurrency limits must be >= 1")
         self._client = client
-        self._clock = clock
+        self._clock = clock or SystemClock().now
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()

@@ -124,8 +124,8 @@ def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame,
         seen = (f"latest reading {raw.max():%Y-%m-%d %H:%M}Z" if len(raw)
                 else "no reading in the last 8 days")
         raise CycleError(f"river {river.id}: no usable level at {river.primary_gauge} in the "
-                         f"{STALE_LEVEL} before {issued:%Y-%m-%d %H:%M}Z ({seen}); is the "
-                         "gauge's data feed running?")
+                         f"{STALE_LEVEL.total_seconds() / 3600:g} h before "
+                         f"{issued:%Y-%m-%d %H:%M}Z ({seen}); is the gauge's data feed running?")
     X = build_features(hourly, [t0], future_rain="archive", vintages=vint,
                        catchment_id=river.id)
     if not np.isfinite(X[LEVEL].iloc[0]):
