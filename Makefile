@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint typecheck pytest bench clean
+.PHONY: demo test check lint typecheck pytest bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,12 @@ pytest: $(VENV)/.installed
 bench: $(VENV)/.installed         ## storage write benchmark (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_storage.py
 
+mutation: $(VENV)/.installed      ## mutation testing of forecast/qc against tests/test_qc.py (docs/mutation.md)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 1 > /dev/null
+	$(BIN)/mutmut results --all true | awk '{split($$1, a, "."); n[a[3]]++; s[a[3] " " $$2]++} \
+	  END {for (k in s) {split(k, b, " "); printf "%-7s %-9s %4d / %d\n", b[1], b[2], s[k], n[b[1]]}}' | sort
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache mutants

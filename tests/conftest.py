@@ -1,5 +1,7 @@
 """Shared fixtures. PostgreSQL tests run when FORECAST_TEST_POSTGRES_URL is set (.ci/run sets it
-to the local server) and are skipped with that reason otherwise."""
+to the local server) and are skipped with that reason otherwise, except under CI (``CI=true``),
+where a skipped ``postgres`` test is turned into a failure so that CI cannot go green without
+having run them (``pytest_runtest_makereport`` below)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,27 @@ from forecast.storage.engine import create_engine, migrate
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("FORECAST_TEST_POSTGRES_URL", "")
 PG_SKIP = "PostgreSQL tests skipped: set FORECAST_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+
+pytest_plugins = ("pytester",)   # tests/test_conftest_ci.py runs this conftest on tiny test files
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """Under CI a skipped ``postgres`` test fails: CI must exercise the PostgreSQL paths."""
+    report: pytest.TestReport = yield
+    if (report.skipped and not hasattr(report, "wasxfail") and _under_ci()
+            and item.get_closest_marker("postgres") is not None):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"PostgreSQL test skipped under CI=true ({reason}); CI must run it: start the "
+            "server and set FORECAST_TEST_POSTGRES_URL (.ci/run does both)"
+        )
+    return report
 
 
 def _pg_engine() -> Iterator[Engine]:

@@ -16,7 +16,9 @@ import pytest
 from forecast.catalogue import QCLimits, load_catalogue
 from forecast.errors import FrameError
 from forecast.frames import LEVEL, RAIN, Flag
-from forecast.qc import QC_RULES, RainLimits, apply_qc, qc_levels, qc_rain, usable
+from forecast.frames import observations as frames_observations
+from forecast.qc import QC_RULES, RainLimits, apply_qc, qc_levels, qc_rain, rules, series, usable
+from forecast.qc.rules import EPS as EPS_QC
 
 ROOT = Path(__file__).resolve().parent.parent
 KOTO = ROOT / "tests/data/kotogawa/kotogawa_jiseiji_level_kotogawa_dam_2023-06_2023-07.csv"
@@ -532,3 +534,372 @@ def test_minimal_frame_is_normalised():
     assert out["flag"].dtype == np.int8
     obs2 = frame([1.0, 1.0, 1.0], rules=[None, "", None])
     assert set(qc_levels(obs2, LIM)["qc_rule"]) == {""}
+
+
+# --- rule primitives on short series and exact tolerance boundaries -------------------------
+# (added after mutation testing, docs/mutation.md: 3-reading spikes, 2-reading rates, datum-jump
+# windows at the series start, values exactly EPS beyond a limit, output dtypes and copies)
+
+NS_MIN = 60_000_000_000
+
+
+def ns(minutes):
+    return (np.asarray(minutes, dtype=np.int64) * NS_MIN).astype(np.int64)
+
+
+@pytest.mark.parametrize(("v", "expected"), [
+    ([2.0, 5.0, 2.0], [False, True, False]),          # three readings: the middle one can spike
+    ([2.0, -1.0, 2.0], [False, True, False]),
+    ([2.0, 5.0], [False, False]),                     # two readings: never
+    ([2.0, 2.0, 2.0, 5.0], [False, False, False, False]),
+    ([0.0, 1.0 + EPS_QC, 0.0], [False, False, False]),  # exactly spike + EPS on both sides
+    ([0.0, 1.0 + EPS_QC, -1.0], [False, False, False]),  # left at the limit, right over
+    ([-1.0, 1.0 + EPS_QC, 0.0], [False, False, False]),  # right at the limit, left over
+    ([0.0, -(1.0 + EPS_QC), 1.0], [False, False, False]),
+    ([1.0, -(1.0 + EPS_QC), 0.0], [False, False, False]),
+    ([0.0, 1.0 + 1e-6, 0.0], [False, True, False]),
+    ([0.0, -(1.0 + 1e-6), 0.0], [False, True, False]),
+])
+def test_spikes_short_series_and_exact_limit(v, expected):
+    v = np.asarray(v, dtype=float)
+    assert rules.spikes(ns(np.arange(len(v)) * 10), v, 1.0, 0.5).tolist() == expected
+
+
+@pytest.mark.parametrize(("v", "minutes", "rise", "fall"), [
+    ([1.0, 5.0], [0, 10], [False, True], [False, False]),    # two readings are enough
+    ([5.0, 1.0], [0, 10], [False, False], [False, True]),
+    ([1.0], [0], [False], [False]),
+    ([0.0, 3.0 + EPS_QC], [0, 60], [False, False], [False, False]),   # exactly rate + EPS
+    ([0.0, -(2.0 + EPS_QC)], [0, 60], [False, False], [False, False]),
+    ([0.0, 3.0 + 1e-6], [0, 60], [False, True], [False, False]),
+    ([0.0, -(2.0 + 1e-6)], [0, 60], [False, False], [False, True]),
+])
+def test_rates_short_series_and_exact_limit(v, minutes, rise, fall):
+    r, f = rules.rates(ns(minutes), np.asarray(v, dtype=float), 3.0, 2.0)
+    assert (r.tolist(), f.tolist()) == (rise, fall)
+
+
+@pytest.mark.parametrize(("v", "expected"), [
+    ([5.0, 5.0, 5.0], [0, 0, 0]),                     # a run from the very first reading
+    ([5.0, 5.0, 6.0, 6.0], [0, 0, 2, 2]),
+    ([0.0, EPS_QC, 2 * EPS_QC + 1e-12], [0, 0, 2]),   # a difference of exactly EPS is "equal"
+    ([7.0], [0]),
+    ([], []),
+])
+def test_run_starts(v, expected):
+    assert rules.run_starts(np.asarray(v, dtype=float)).tolist() == expected
+
+
+def test_stuck_single_reading_and_run_from_the_start():
+    assert rules.stuck(ns([0]), np.array([1.0]), 1.0).tolist() == [False]
+    assert rules.stuck(ns([]), np.zeros(0), 1.0).tolist() == []
+    got = rules.stuck(ns([0, 30, 60, 70, 80]), np.full(5, 2.0), 1.0)
+    assert got.tolist() == [False, False, False, True, True]   # from the first reading on
+    out = qc_levels(frame([1.5]), LIM)
+    assert verdict(out) == [(0, "")]
+
+
+def naive_datum_jumps(minutes, v, jump, persist_min, max_gap_min, flat_std, min_count):
+    """rules.datum_jumps as documented, one candidate at a time (times in minutes)."""
+    n = len(v)
+    flagged = [False] * n
+    for j in range(1, n):
+        if abs(v[j] - v[j - 1]) <= jump + 1e-9 or minutes[j] - minutes[j - 1] > max_gap_min:
+            continue
+        if minutes[-1] < minutes[j] + persist_min:
+            continue
+        after = [k for k in range(n) if minutes[j] <= minutes[k] <= minutes[j] + persist_min]
+        before = [k for k in range(n)
+                  if minutes[j - 1] - persist_min <= minutes[k] <= minutes[j - 1]]
+        if len(after) < min_count or len(before) < min_count:
+            continue
+        wa, wb = [v[k] for k in after], [v[k] for k in before]
+        if statistics.pstdev(wa) > flat_std or statistics.pstdev(wb) > flat_std:
+            continue
+        sign = 1 if v[j] > v[j - 1] else -1
+        if (statistics.fmean(wa) - statistics.fmean(wb)) * sign > jump / 2:
+            for k in after:
+                flagged[k] = True
+    return flagged
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_datum_jumps_against_naive_loop(seed):
+    rng = np.random.default_rng(1000 + seed)
+    n = int(rng.integers(2, 40))
+    minutes = np.cumsum(rng.choice([10, 10, 10, 20, 60, 200, 400], size=n)) - 10
+    # flat stretches with steps (some at the very start or end), small noise
+    level = np.repeat(rng.choice([1.0, 1.6, 2.4, 0.9], size=n // 4 + 1), 4)[:n]
+    v = np.round(level + rng.normal(0, 0.02, n), 3)
+    min_count = int(rng.integers(1, 4))
+    persist = int(rng.choice([30, 60, 120, 360]))
+    max_gap = int(rng.choice([30, 200, 1440]))
+    flat = float(rng.choice([0.02, 0.05, 0.1]))
+    got = rules.datum_jumps(ns(minutes), v, 0.5, persist_h=persist / 60, max_gap_h=max_gap / 60,
+                            flat_std=flat, min_count=min_count)
+    assert got.dtype == np.bool_
+    assert got.tolist() == naive_datum_jumps(minutes.tolist(), v.tolist(), 0.5, persist,
+                                             max_gap, flat, min_count)
+
+
+def _jump(v, minutes, **kw):
+    args = {"jump": 1.0, "persist_h": 0.5, "max_gap_h": 1.0, "flat_std": 10.0, "min_count": 1}
+    args.update(kw)
+    return rules.datum_jumps(ns(minutes), np.asarray(v, dtype=float), **args).tolist()
+
+
+def test_datum_jumps_exact_edges():
+    m8 = np.arange(8) * 10
+    # shift exactly jump / 2 (all sums exact in binary): not a jump; just over: a jump
+    assert _jump([0, 0, 0, 0, 2, 0, 0, 0], m8) == [False] * 8
+    assert _jump([0, 0, 0, 0, 2, 0, 0, 0.25], m8) == [False] * 4 + [True] * 4
+    # perfectly flat windows (sd exactly 0) pass a flat_std of 0
+    assert _jump([0, 0, 0, 0, 1.5, 1.5, 1.5, 1.5], m8, flat_std=0.0) == [False] * 4 + [True] * 4
+    # a step of exactly jump + EPS is not a candidate
+    at = 1.0 + EPS_QC
+    assert _jump([0, 0, 0, at, at, at, at], m8[:7]) == [False] * 7
+    assert _jump([0, 0, 0, at + 1e-6, at, at, at], m8[:7]) == [False] * 3 + [True] * 4
+    # a before-window that starts at the first reading and is not flat (sd 0.15 > 0.1)
+    assert _jump([0, 0.3, 0, 0.3, 2, 2, 2, 2], m8, flat_std=0.1) == [False] * 8
+    assert _jump([0, 0.1, 0, 0.1, 2, 2, 2, 2], m8, flat_std=0.1) == [False] * 4 + [True] * 4
+    # the step may span exactly max_gap_h; the after-window ends exactly at the last reading
+    assert _jump([0, 0, 0, 3, 3, 3, 3], [0, 10, 20, 80, 90, 100, 110], max_gap_h=1.0) == [
+        False] * 3 + [True] * 4
+    assert _jump([0, 0, 0, 3, 3, 3], [0, 10, 20, 30, 40, 50]) == [False] * 6   # 10 min short
+    assert _jump([0, 0, 0, 3, 3, 3, 3], [0, 10, 20, 81, 91, 101, 111]) == [False] * 7  # gap
+    # two readings, the before-window starting at the first reading, windows of one reading
+    assert _jump([0, 3], [0, 30], persist_h=0.0) == [False, True]
+    assert _jump([0, 3], [0, 30], persist_h=0.0, min_count=2) == [False, False]
+    assert _jump([5.0], [0]) == [False]
+
+
+def test_datum_jump_window_at_series_start():
+    # the step comes exactly 6 h after the first reading: the before-window starts at index 0
+    rng = np.random.default_rng(5)
+    v = np.r_[np.full(37, 1.2), np.full(40, 1.73)] + rng.uniform(-0.005, 0.005, 77)
+    out = qc_levels(frame(v), LIM)
+    rules_ = out["qc_rule"].to_numpy()
+    assert set(rules_[37:74]) == {"datum_jump"} and "datum_jump" not in set(rules_[:37])
+    assert "datum_jump" not in set(rules_[74:])
+
+
+def test_datum_jump_confirmed_exactly_six_hours_after():
+    v, i = _flat_then_step(0.8, hold_h=6.0)       # 36 readings after the step: 6 h - 10 min
+    assert "datum_jump" not in set(qc_levels(frame(v), LIM)["qc_rule"])
+    v = np.r_[v, v[-1]]                            # one more: the 6 h are observed exactly
+    rules_ = qc_levels(frame(v), LIM)["qc_rule"].to_numpy()
+    assert set(rules_[i:]) == {"datum_jump"} and len(rules_) - i == 37
+
+
+# --- level and rain limits exactly EPS beyond the limit -------------------------------------
+
+@pytest.mark.parametrize(("value", "rule"), [
+    (0.0 - EPS_QC, "soft_min"),            # hard min - EPS still passes the hard limit
+    (10.0 + EPS_QC, "soft_max"),
+    (0.2 - EPS_QC, ""),                    # soft min - EPS still passes the soft limit
+    (8.0 + EPS_QC, ""),
+])
+def test_level_limits_exactly_eps_beyond(value, rule):
+    limits = LIM.model_copy(update={"spike_m": 100.0, "max_rise_m_per_h": 1e6,
+                                    "max_fall_m_per_h": 1e6, "datum_jump_m": 100.0})
+    out = qc_levels(frame([value] * 3), limits)
+    assert out["qc_rule"].tolist() == [rule] * 3
+
+
+@pytest.mark.parametrize(("mm", "expected"), [
+    (-EPS_QC, (Flag.GOOD, "")), (150.0 + EPS_QC, (Flag.DOUBTFUL, "soft_max")),
+    (50.0 + EPS_QC, (Flag.GOOD, "")),
+])
+def test_rain_limits_exactly_eps_beyond(mm, expected):
+    out = qc_rain(frame([0.0, mm, 0.0], variable=RAIN))
+    assert verdict(out)[1] == (int(expected[0]), expected[1])
+
+
+def test_rain_stuck_needs_more_than_eps_and_skips_unusable_readings():
+    tiny = qc_rain(frame(np.full(50, EPS_QC), variable=RAIN))
+    assert "stuck" not in set(tiny["qc_rule"])
+    # a source-unreliable reading with another value does not break the run of 0.5 mm
+    v = np.full(50, 0.5)
+    v[20] = 99.0
+    flags = [0] * 50
+    flags[20] = int(Flag.UNRELIABLE)
+    rules_ = ["src:bad" if f else "" for f in flags]
+    out = qc_rain(frame(v, variable=RAIN, flags=flags, rules=rules_))
+    assert np.flatnonzero(out["qc_rule"].eq("stuck")).tolist() == list(range(37, 50))
+    assert verdict(out)[20] == (int(Flag.UNRELIABLE), "src:bad")
+
+
+def test_rain_step_limits_and_inference():
+    assert RainLimits().for_step(600_000_000_000) == (150.0, 50.0)
+    assert RainLimits().for_step(600_000_000_001) == (200.0, 120.0)
+    # hourly rain with the default 10-min step uses the 10-min limits, with step=None hourly
+    hourly = frame([0.0, 100.0, 0.0], variable=RAIN, step_min=60)
+    assert verdict(qc_rain(hourly))[1] == (int(Flag.DOUBTFUL), "soft_max")
+    assert verdict(qc_rain(hourly, step=None))[1] == (0, "")
+    # a single reading has no interval: step=None falls back to 10 minutes
+    assert verdict(qc_rain(frame([100.0], variable=RAIN), step=None)) == [
+        (int(Flag.DOUBTFUL), "soft_max")]
+
+
+# --- series layer: dtypes, no aliasing, gap-fill edges --------------------------------------
+
+def test_series_outputs_are_int8_and_do_not_alias_the_input():
+    flag = np.zeros(4, dtype=np.int8)
+    t, v = ns([0, 10, 20, 30]), np.array([1.0, 50.0, 1.0, 1.0])
+    for out in (series.level_flags(t, v, flag, LIM),
+                series.rain_flags(t, v, flag, RainLimits(), 600_000_000_000),
+                series.other_flags(v, flag)):
+        assert out[0].dtype == np.int8 and out[1].dtype == np.int8
+        assert not np.shares_memory(out[0], flag)
+    assert series.level_flags(t, v, flag, LIM)[0].tolist() == [0, 3, 0, 0]
+    assert flag.tolist() == [0, 0, 0, 0]
+
+
+def _fill(minutes, v, *, step=10, max_fill_h=1.0, flags=None, prov=None):
+    n = len(v)
+    out = series.gap_fill(ns(minutes), np.asarray(v, dtype=float),
+                          np.asarray(flags if flags is not None else [0] * n, dtype=np.int8),
+                          np.asarray(prov if prov is not None else [False] * n, dtype=bool),
+                          step * NS_MIN, max_fill_h)
+    assert [a.dtype for a in out] == [np.dtype(np.int64), np.dtype(np.float64), np.dtype(bool)]
+    assert len({len(a) for a in out}) == 1
+    return (out[0] // NS_MIN).tolist(), out[1].tolist(), out[2].tolist()
+
+
+def test_gap_fill_edges():
+    assert _fill([0, 30], [1.0, 1.3]) == ([10, 20], pytest.approx([1.1, 1.2]), [False, False])
+    assert _fill([0, 14], [1.0, 1.0]) == ([], [], [])         # 1.4 steps: no room for a fill
+    assert _fill([0, 16], [1.0, 1.6]) == ([10], pytest.approx([1.375]), [False])
+    assert _fill([0, 30], [1.0, 1.3], max_fill_h=0.0) == ([], [], [])
+    assert _fill([0], [1.0]) == ([], [], [])
+    assert _fill([0, 10, 20], [1.0, 1.0, 1.0]) == ([], [], [])
+    with np.errstate(all="raise"):
+        assert _fill([0, 30], [1.0, 1.3], step=0) == ([], [], [])
+    # odd steps (in ns): candidates up to t1 - step/2 exactly, never on or next to t1
+    for t1, step, expected in [(3, 1, [1, 2]), (4, 3, []), (5, 3, [3]), (6, 3, [3])]:
+        got = series.gap_fill(np.array([0, t1], dtype=np.int64), np.array([1.0, 2.0]),
+                              np.zeros(2, np.int8), np.zeros(2, bool), step, 1.0)
+        assert got[0].tolist() == expected, (t1, step)
+    # provisional when either anchor is; only the anchors of that hole count
+    assert _fill([0, 30, 60], [1.0, 1.3, 1.6], prov=[True, False, False])[2] == [True, True,
+                                                                                 False, False]
+    assert _fill([0, 30, 60], [1.0, 1.3, 1.6], prov=[False, False, True])[2] == [False, False,
+                                                                                 True, True]
+    # an unusable row off the grid blocks the candidates within half a step on either side
+    # (20 is 4 min after the row at 16, then 4 min before the row at 24)
+    assert _fill([0, 16, 40], [1.0, 9.0, 1.4], flags=[0, int(Flag.UNRELIABLE), 0])[0] == [10, 30]
+    assert _fill([0, 24, 40], [1.0, 9.0, 1.4], flags=[0, int(Flag.MISSING), 0])[0] == [10, 30]
+
+
+# --- frame layer ----------------------------------------------------------------------------
+
+def test_default_step_is_ten_minutes_and_step_none_infers():
+    hourly = frame([1.0, 1.1], [0, 60])
+    fills = qc_levels(hourly, LIM)
+    assert ((fills["time"] - T0).dt.total_seconds() / 60).tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert len(qc_levels(hourly, LIM, step=None)) == 2       # one interval: hourly, no hole
+    # the most common interval, not the smallest, is the inferred step
+    out = qc_levels(frame([1.0, 1.0, 1.1, 1.2, 1.4], [0, 5, 65, 125, 245]), LIM, step=None)
+    assert ((out.loc[out["qc_rule"] == "gap_fill", "time"] - T0).dt.total_seconds() / 60
+            ).tolist() == [185.0]
+    assert qc_levels(frame([1.0]), LIM, step=None)["qc_rule"].tolist() == [""]
+    # apply_qc passes its step on
+    cat = load_catalogue(ROOT / "config/reference_rivers.yaml")
+    assert len(apply_qc(hourly, cat)) == 2 and len(apply_qc(hourly, cat, step="10min")) == 7
+
+
+def test_infer_step_one_nanosecond():
+    from forecast.qc.frame import _infer_step
+    assert _infer_step(np.array([0, 1, 2, 3, 5], dtype=np.int64)) == 1
+    assert _infer_step(np.array([7], dtype=np.int64)) == 600_000_000_000
+
+
+def test_apply_qc_default_level_limits_and_other_variables_unchecked():
+    cat = load_catalogue(ROOT / "config/reference_rivers.yaml")
+    obs = pd.concat([frame([1.0, 40.0, 1.0], station="unknown_gauge"),
+                     frame([5.0, -1.0, 500.0], station="dam", variable="release_m3s")],
+                    ignore_index=True)
+    out = apply_qc(obs, cat)
+    assert verdict(out[out["station_id"] == "unknown_gauge"])[1] == (int(Flag.UNRELIABLE),
+                                                                      "hard_max")
+    assert set(out.loc[out["station_id"] == "dam", "qc_rule"]) == {""}
+
+
+def test_rechecked_after_limits_change():
+    # a stored frame re-checked with other limits equals a check of the raw readings
+    v = [1.0, 1.0, 9.0, 1.0, 1.0, 1.0, 11.0, 1.0]
+    raw = frame(v, flags=[0, 0, 0, 0, 0, int(Flag.FILLED), 0, 0],
+                rules=["", "", "", "", "", "src:interp", "", ""])
+    strict = qc_levels(raw, LIM)
+    assert verdict(strict)[2] == (int(Flag.UNRELIABLE), "spike")
+    lax = LIM.model_copy(update={"spike_m": 20.0, "hard_max_m": 50.0, "soft_max_m": 20.0,
+                                 "max_rise_m_per_h": 1e3, "max_fall_m_per_h": 1e3})
+    pd.testing.assert_frame_equal(qc_levels(strict, lax), qc_levels(raw, lax))
+    assert set(qc_levels(strict, lax)["qc_rule"]) == {"", "src:interp"}
+    # a source FILLED row is the source's, not one of our fills: it stays
+    assert verdict(qc_levels(strict, lax))[5] == (int(Flag.FILLED), "src:interp")
+
+
+def test_output_dtypes_and_no_shared_memory_without_fills():
+    obs = frames_observations(frame([1.0, 1.0, 40.0, 1.0], [0, 10, 20, 30]))
+    out = qc_levels(obs, LIM)
+    assert out.dtypes.astype(str).to_dict() == {
+        "station_id": "object", "variable": "object", "time": "datetime64[ns, UTC]",
+        "value": "float64", "flag": "int8", "qc_rule": "object", "provisional": "bool"}
+    for col in obs.columns:
+        assert not np.shares_memory(out[col].to_numpy(), obs[col].to_numpy()), col
+
+
+def test_fast_path_validation():
+    good = frames_observations(frame([1.0, 1.0]))
+    bad_var = good.assign(variable="bogus")
+    with pytest.raises(FrameError, match=r"unknown variables \['bogus'\]"):
+        qc_levels(bad_var, LIM)
+    for flag in (9, -1):
+        with pytest.raises(FrameError, match=r"flags outside forecast\.frames\.Flag$"):
+            qc_levels(good.assign(flag=np.int8(flag)), LIM)
+    naive = good.assign(time=good["time"].dt.tz_localize(None))
+    with pytest.raises(FrameError):
+        qc_levels(naive, LIM)
+
+
+def test_error_messages():
+    many = pd.concat([frame([1.0], station=f"S{i}") for i in range(5)])
+    with pytest.raises(FrameError, match=(r"expected one station, got 5 \(\['S0', 'S1', 'S2'\]"
+                                          r"\.\.\.\); use forecast\.qc\.apply_qc for many "
+                                          r"stations$")):
+        qc_levels(many, LIM)
+    with pytest.raises(FrameError, match=r"station S1 level_m: duplicate time "
+                                         r"2023-07-01T00:10:00\+00:00$"):
+        qc_levels(frame([1.0, 1.1, 1.2], [0, 10, 10]), LIM)
+
+
+def test_unsorted_input_and_variable_order_per_station():
+    # times going back within one block are sorted
+    fwd = frame(wiggle(12))
+    pd.testing.assert_frame_equal(qc_levels(fwd.iloc[::-1], LIM), qc_levels(fwd, LIM))
+    # blocks already grouped keep their order, even when variables come in another order
+    cat = load_catalogue(ROOT / "config/reference_rivers.yaml")
+    obs = pd.concat([frame([0.5] * 3, station="a", variable=RAIN),
+                     frame(wiggle(3), station="a"),
+                     frame(wiggle(3), station="b"),
+                     frame([0.5] * 3, station="b", variable=RAIN)], ignore_index=True)
+    out = apply_qc(obs, cat)
+    assert list(zip(out["station_id"], out["variable"], strict=True)) == list(
+        zip(obs["station_id"], obs["variable"], strict=True))
+
+
+def test_fills_take_their_own_station_and_provisional():
+    cat = load_catalogue(ROOT / "config/reference_rivers.yaml")
+    a = frame(wiggle(4), station="a")
+    b = frame([1.0, 1.3], [0, 30], station="b").assign(provisional=True)
+    out = apply_qc(pd.concat([a, b], ignore_index=True), cat, step="10min")
+    fills = out[out["qc_rule"] == "gap_fill"]
+    assert fills["station_id"].tolist() == ["b", "b"]
+    assert fills["variable"].tolist() == [LEVEL, LEVEL]
+    assert fills["provisional"].tolist() == [True, True]
+    # the block before is the same station's rain: the fills are still levels
+    rain = frame([0.5, 0.0], station="b", variable=RAIN)
+    out = apply_qc(pd.concat([rain, b], ignore_index=True), cat, step="10min")
+    fills = out[out["qc_rule"] == "gap_fill"]
+    assert fills["variable"].tolist() == [LEVEL, LEVEL]

@@ -302,7 +302,7 @@ def _decode_fields(data: bytes, window: Window | None, name: str
                 try:
                     if grid is None:
                         grid = _grid(h, name)
-                    fields.append(_field(h, grid, window or grid.full))
+                    fields.append(_field(h, grid, window or grid.full, name))
                 finally:
                     eccodes.codes_release(h)
         finally:
@@ -327,7 +327,7 @@ def _grid(h: int, name: str) -> LatLonGrid:
                       nj, ni)
 
 
-def _field(h: int, grid: LatLonGrid, window: Window) -> dict[str, Any]:
+def _field(h: int, grid: LatLonGrid, window: Window, name: str) -> dict[str, Any]:
     get = eccodes.codes_get
     meta: dict[str, Any] = {k: get(h, k) for k in (
         "indicatorOfUnitOfTimeRange", "forecastTime", "typeOfStatisticalProcessing",
@@ -343,8 +343,12 @@ def _field(h: int, grid: LatLonGrid, window: Window) -> dict[str, Any]:
     # template 5.200 in 2.50, so decode as float64 and convert the window.)
     eccodes.codes_set(h, "missingValue", float("nan"))
     flat = eccodes.codes_get_values(h)
-    meta["values"] = flat.reshape(grid.ny, grid.nx)[
-        window.row0:window.row1, window.col0:window.col1].astype(np.float32)
+    cut = flat.reshape(grid.ny, grid.nx)[window.row0:window.row1, window.col0:window.col1]
+    # a corrupt level table or decimal scale can decode to values float32 cannot hold (inf)
+    if np.any(np.abs(cut) > np.finfo(np.float32).max):
+        raise GribError(f"decoded values overflow float32 (decimal scale factor {scale})",
+                        source=rle.SOURCE, location=name)
+    meta["values"] = cut.astype(np.float32)
     return meta
 
 

@@ -182,8 +182,8 @@ def gap_fill(
         return empty
     ta = t[a]
     dt = np.diff(ta)
-    half = step_ns // 2
-    count = (dt - half) // step_ns  # candidates t0 + k*step, k = 1..count
+    # candidates t0 + k*step, k = 1..count, k*step <= dt - step/2 (doubled: exact for odd steps)
+    count = (2 * dt - step_ns) // (2 * step_ns)
     max_hole = round(max_fill_h * NS_PER_H)
     gap = np.flatnonzero((count >= 1) & (dt - step_ns <= max_hole))
     if len(gap) == 0:
@@ -197,7 +197,7 @@ def gap_fill(
     pos = np.searchsorted(t, tf)
     d_next = np.abs(t[np.minimum(pos, len(t) - 1)] - tf)
     d_prev = np.abs(tf - t[np.maximum(pos - 1, 0)])
-    keep = np.minimum(d_next, d_prev) >= half
+    keep = 2 * np.minimum(d_next, d_prev) >= step_ns
     v0, v1 = v[a][g], v[a][g + 1]
     vf = v0 + (v1 - v0) * ((tf - t0) / (t1 - t0))
     pf = prov[a][g] | prov[a][g + 1]
