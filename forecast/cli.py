@@ -61,17 +61,15 @@ def issue_time_arg(text: str) -> datetime:
     return t
 
 
-def positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
-    def convert(text: str) -> float:
-        try:
-            v = kind(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number") from exc
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-        return v
-    convert.__name__ = kind.__name__
-    return convert
+def positive(text: str) -> float:
+    """A positive number (days, years)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return v
 
 
 def _ctx() -> Context:
@@ -334,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="generate SIMULATED history into the database or a CSV")
     s.add_argument("--start", type=utc_time, help="start (default: --years before --end)")
     s.add_argument("--end", type=utc_time, help="end (default: now, floored to the hour)")
-    s.add_argument("--years", type=positive(float), default=1.0)
+    s.add_argument("--years", type=positive, default=1.0)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--out", help="write canonical CSV (with source column 'simulated') here "
                    "instead of the database")
@@ -378,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--all", action="store_true", help="every river of the catalogue")
     s.add_argument("--end", type=utc_time,
                    help="end of the training window (default: this hour)")
-    s.add_argument("--days", type=positive(float), default=365.0,
+    s.add_argument("--days", type=positive, default=365.0,
                    help="length of the training window")
     s.add_argument("--no-backtest", action="store_true",
                    help="skip the judging backtest (promotion then needs --force)")
@@ -399,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="skip the comparison (audited)")
     s.add_argument("--end", type=utc_time, help="end of the re-scoring hold-out window "
                    "(default: end of the challenger's training window)")
-    s.add_argument("--days", type=positive(float), default=None,
+    s.add_argument("--days", type=positive, default=None,
                    help="length of that window (default: the challenger's)")
     s.add_argument("--actor", default="cli", help="who promotes (audit log)")
     s.set_defaults(func=cmd_promote)
@@ -420,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")
-    s.add_argument("--years", type=positive(float), default=1.0,
+    s.add_argument("--years", type=positive, default=1.0,
                    help="years of simulated history")
     s.add_argument("--end", type=issue_time_arg, help="issue time of the demo cycle "
                    "(default: this hour); with the seed it makes the demo reproducible")

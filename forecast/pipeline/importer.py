@@ -141,12 +141,15 @@ def import_files(ctx: Context, paths: Iterable[Path], *, source: str,
         rows = pd.concat(list(by_file.values()), ignore_index=True)
         report.unknown_stations |= set(rows["station_id"].unique()) - known
         bad = _store(ctx, report, rows, source, now)
+        in_batch = set(rows["station_id"].unique()) if bad else set()
         ok: dict[int, int | None] = {}
         for (_, loc), a, path in zip(items, archived, chunk, strict=True):
             if loc in report.failed:
                 continue
             frame = by_file.get(loc)
-            hit = sorted(bad.keys() & set((frame if frame is not None else rows)["station_id"]))
+            # a batch-parsed file is blamed for any failed station of its batch
+            hit = sorted(bad.keys() & (set(frame["station_id"].unique()) if frame is not None
+                                       else in_batch))
             if hit:
                 _mark_failed(ctx, report, a.fetch_id, loc,
                              "; ".join(f"{s}: {bad[s]}" for s in hit))

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 SHORT_RECORD_H = 365 * 24   # fewer observed level hours than this: judge a pooled model too
 
+
 @dataclass
 class TrainReport:
     """Registered versions per river and the rivers that failed (with the reason)."""
@@ -314,9 +315,10 @@ def _m(v: float | None) -> str:
 def promote_river(ctx: Context, river: River, version: str, *, end: datetime | None = None,
                   days: float | None = None, force: bool = False,
                   rain_product: str | None = None, actor: str = "forecast") -> str:
-    """Promote ``version`` (champion–challenger; see ``registry.promote``), re-scoring both
-    models on the hold-out of (end - days, end] when their judging backtests differ. Mirrors
-    the promotion into the database; returns the registry's message."""
+    """Promote ``version`` (champion–challenger: ``registry.promotion_note``), re-scoring both
+    models on the hold-out of (end - days, end] of stored data when their judging backtests
+    differ (default: the challenger's training window). Recorded and audited by
+    ``pipeline.models.promote``; returns its message."""
     challenger, _ = registry.load_version(ctx.models_root, river.id, version)
     w0, w1 = (datetime.fromisoformat(t) for t in challenger.manifest["training_window"])
     end = end or w1

@@ -89,15 +89,16 @@ def upsert_observations(
         return UpsertResult(0, 0, 0)
     spans = df.groupby("station_id", sort=True)["time"].agg(["min", "max"])
     o = observations
-    # Which stations already hold rows inside this batch's time span (one indexed range count
-    # per station)?
-    overlapping = {
-        sid for sid, (t0, t1) in spans.iterrows()
-        if conn.execute(sa.select(sa.func.count()).where(
+    # Per station, the newest stored time inside this batch's span (one indexed range query
+    # each): rows after it are new for certain, only rows up to it need comparing.
+    stored_max = pd.Series({
+        sid: conn.execute(sa.select(sa.func.max(o.c.time)).where(
             o.c.station_id == sid, o.c.time >= t0.to_pydatetime(),
             o.c.time <= t1.to_pydatetime())).scalar_one()
-    }
-    fresh = ~df["station_id"].isin(overlapping)
+        for sid, (t0, t1) in spans.iterrows()}, dtype=object)
+    known = stored_max.dropna()
+    limit = pd.Series(pd.to_datetime(list(known.to_numpy()), utc=True), index=known.index)
+    fresh = ~(df["time"] <= df["station_id"].map(limit)).fillna(False).to_numpy(dtype=bool)
     result = UpsertResult(0, 0, 0)
     if fresh.any():
         # Fast path for new data (bulk imports, live appends): nothing to compare or supersede,
