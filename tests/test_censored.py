@@ -316,3 +316,11 @@ def test_a_data_outage_is_never_forecast_as_low_water(engine: Engine, sim_obs) -
         row = conn.execute(sa.select(tables.forecast_runs.c.low_confidence,
                                      tables.forecast_runs.c.reasons)).one()
     assert row[0] is True and row[1] == reasons
+    # the reason names the real time of the gauge's last word, also for a half-hour issue time
+    gauge_rows = before[before["station_id"] == river.primary_gauge]
+    last = gauge_rows["time"].max() + pd.Timedelta(hours=9)
+    assert f"at {last:%Y-%m-%d %H:%M} JST" in " ".join(reasons)
+    half = (t + pd.Timedelta(minutes=30)).to_pydatetime()
+    later = run_cycle(context(engine, one, half), half, models=lambda r: ("v1", model),
+                      trigger="test")
+    assert f"at {last:%Y-%m-%d %H:%M} JST" in " ".join(later.low_confidence["itaya"])

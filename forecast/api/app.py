@@ -126,6 +126,7 @@ def create_app(ctx: Context) -> FastAPI:
         )
         return (
             "<!doctype html><html lang='ja'><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             "<title>三重県 水位予測</title>"
             f"<h1>三重県 水位予測 (water-level forecasts)</h1><p><b>Data: {data_label}</b></p>"
             "<p>水位予測通知 for flood-control staff; not a JMA warning (警報/注意報).</p>"

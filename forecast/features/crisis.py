@@ -169,7 +169,11 @@ def _hours_text(hours: float) -> str:
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.0f} h"
 
 
-def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp) -> str | None:
+_NO_SHIFT = pd.Timedelta(0)
+
+
+def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
+                   shift: pd.Timedelta = _NO_SHIFT) -> str | None:
     """Why the primary level of the river frame at ``at`` is not known, for operators.
 
     None when it is a reading, or an hour censored at the start level that the silence rule
@@ -183,7 +187,9 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp) -> str 
     gauge = river.gauge
     kind = "crisis gauge" if gauge.kind == "crisis" else "gauge"
     who = f"{kind} {gauge.name_ja} ({gauge.code}, {river.name_ja})"
-    when = (ts + pd.Timedelta(hours=JST_OFFSET_H)).strftime("%Y-%m-%d %H:%M JST")
+    # ``shift``: the frame's times run this much behind the clock (the cycle's half-hour issue
+    # times); the times in the message are the real ones
+    when = (ts + shift + pd.Timedelta(hours=JST_OFFSET_H)).strftime("%Y-%m-%d %H:%M JST")
     if ts not in hourly.index:
         return f"{who}: the river frame has no row for {when}"
     frame = hourly.loc[:ts]
@@ -200,7 +206,8 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp) -> str 
         return None
     hours = float(frame[SILENT_H].iloc[i])
     since = ts - pd.Timedelta(seconds=round(hours * 3600))
-    since_jst = (since + pd.Timedelta(hours=JST_OFFSET_H)).strftime("%Y-%m-%d %H:%M JST")
+    since_jst = (since + shift + pd.Timedelta(hours=JST_OFFSET_H)).strftime(
+        "%Y-%m-%d %H:%M JST")
     last = float(frame[LAST_M].iloc[i])
     what = f"{last:.2f} m" if np.isfinite(last) else "a below-start report"
     why: list[str] = []

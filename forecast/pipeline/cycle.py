@@ -138,7 +138,7 @@ def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame,
         raise CycleError(f"river {river.id}: the model gave no forecast for {issued}")
     variant = str(pred["model_variant"].iloc[0])
     reasons = _level_reasons(obs, river, issued)
-    silence = silence_reason(hourly, river, t0)
+    silence = silence_reason(hourly, river, t0, shift=shift)
     if silence is not None:
         reasons.append(silence)
     if variant != "full":
