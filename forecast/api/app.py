@@ -99,6 +99,29 @@ def create_app(ctx: Context) -> FastAPI:
         return {"data": data_label, "kind": "水位予測 (forecast, not a JMA warning)",
                 "forecasts": out}
 
+    @app.get("/api/rivers/{river_id}/forecasts")
+    def archive(river_id: str, issued_at: datetime) -> dict[str, Any]:
+        """Every stored revision of one issue time ("what did we say at 02:00")."""
+        river_or_404(river_id)
+        if issued_at.tzinfo is None:
+            raise HTTPException(422, "issued_at needs a UTC offset, e.g. 2024-07-01T02:00Z")
+        df = views.forecast_archive(ctx, river_id, issued_at.astimezone(UTC))
+        revisions: list[dict[str, Any]] = []
+        for rev in sorted(set(df["revision"])):
+            rows: list[dict[str, Any]] = [
+                {str(k): v for k, v in rec.items()}
+                for rec in df[df["revision"] == rev].to_dict("records")]
+            first = rows[0]
+            revisions.append({
+                "revision": int(rev), "created_at": first["created_at"].isoformat(),
+                "model_version": first["model_version"], "model_variant": first["model_variant"],
+                "low_confidence": bool(first["low_confidence"]),
+                "reasons": list(first["reasons"]),
+                "values": [{"horizon_h": int(r["horizon_h"]), "valid_at": r["valid_at"].isoformat(),
+                            "q10": r["q10"], "q50": r["q50"], "q90": r["q90"]} for r in rows]})
+        return {"data": data_label, "river": river_id,
+                "issued_at": issued_at.astimezone(UTC).isoformat(), "revisions": revisions}
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         latest = views.latest_forecasts(ctx)

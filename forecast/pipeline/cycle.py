@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -264,8 +263,3 @@ def _close(ctx: Context, cycle_id: int, status: str, message: str | None) -> Non
     except Exception:
         log.exception("cycle %s could not be closed", cycle_id)
 
-
-def report_rows(report: CycleReport) -> list[dict[str, Any]]:
-    """The per-river outcomes as rows (CLI and API)."""
-    return [{"river_id": o.river_id, "status": o.status, "model_version": o.model_version,
-             "message": o.message} for o in report.outcomes]

@@ -242,13 +242,3 @@ def has_simulated_data(conn: Connection) -> bool:
     return bool(conn.execute(sa.select(sa.exists().where(observations.c.source == "simulated"))
                              ).scalar())
 
-
-def latest_times(conn: Connection) -> pd.DataFrame:
-    """Per station and variable: the newest observation time with a value (freshness)."""
-    o = observations
-    rows = conn.execute(sa.select(o.c.station_id, o.c.variable, sa.func.max(o.c.time))
-                        .where(o.c.value.is_not(None))
-                        .group_by(o.c.station_id, o.c.variable)).all()
-    df = pd.DataFrame(rows, columns=["station_id", "variable", "time"])
-    df["time"] = pd.to_datetime(df["time"], utc=True)
-    return df

@@ -59,13 +59,3 @@ def read_rain_vintages(conn: Connection, *, product: str | None = None,
         df[c] = pd.to_datetime(df[c], utc=True)
     return frames.rain_vintages(df)
 
-
-def latest_vintages(conn: Connection) -> pd.DataFrame:
-    """Per product: the newest issue time stored and when it was ingested (freshness)."""
-    t = rain_vintages
-    rows = conn.execute(sa.select(t.c.product, sa.func.max(t.c.issued_at),
-                                  sa.func.max(t.c.ingested_at)).group_by(t.c.product)).all()
-    df = pd.DataFrame(rows, columns=["product", "issued_at", "ingested_at"])
-    for c in ("issued_at", "ingested_at"):
-        df[c] = pd.to_datetime(df[c], utc=True)
-    return df

@@ -69,6 +69,20 @@ def test_latest_forecasts(engine: Engine, reference_catalogue_path) -> None:  # 
     assert got[0]["revision"] == 1
     page = client.get("/").text
     assert "data problem" in page and reason in page
+    # a re-run adds revision 2; the archive shows both, the latest endpoint the newer
+    run(engine, save_forecast, fc.assign(q50=fc["q50"] + 1.0), model_variant="full",
+        input_cutoff=NOW, degraded=False, inputs={}, created_at=NOW)
+    assert client.get("/api/forecasts/latest").json()["forecasts"]["koto"][0]["revision"] == 2
+    arch = client.get("/api/rivers/koto/forecasts",
+                      params={"issued_at": "2024-07-01T21:00:00+09:00"}).json()
+    assert [r["revision"] for r in arch["revisions"]] == [1, 2]
+    assert arch["revisions"][0]["values"][0]["q50"] == pytest.approx(3.1)
+    assert arch["revisions"][1]["values"][0]["q50"] == pytest.approx(4.1)
+    assert arch["revisions"][0]["reasons"] == [reason]
+    assert client.get("/api/rivers/koto/forecasts",
+                      params={"issued_at": "2024-07-01T12:00:00"}).status_code == 422
+    assert client.get("/api/rivers/nope/forecasts",
+                      params={"issued_at": "2024-07-01T12:00Z"}).status_code == 404
 
 
 def test_unmigrated_database_refused_at_start(tmp_path, reference_catalogue_path) -> None:  # type: ignore[no-untyped-def]

@@ -110,9 +110,6 @@ def test_rain_vintages_upsert_and_read(engine: Engine) -> None:
     none = run(engine, rain.read_rain_vintages,
                issued_before=pd.Timestamp("2024-06-30", tz="UTC").to_pydatetime())
     assert none.empty
-    latest = run(engine, rain.latest_vintages)
-    assert latest.set_index("product")["issued_at"].to_dict() == {
-        "jma_srf": pd.Timestamp("2024-07-01 00:00", tz="UTC")}
 
 
 def _forecast(version: str, issued: str = "2024-07-01 03:00", base: float = 2.0
