@@ -34,11 +34,11 @@ pytest: $(VENV)/.installed
 bench: $(VENV)/.installed         ## storage write benchmark (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_storage.py
 
-mutation: $(VENV)/.installed      ## mutation testing of forecast/qc against tests/test_qc.py (docs/mutation.md)
+mutation: $(VENV)/.installed      ## mutation testing of forecast/qc and forecast/features against their own tests (docs/mutation.md)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 1 > /dev/null
-	$(BIN)/mutmut results --all true | awk '{split($$1, a, "."); n[a[3]]++; s[a[3] " " $$2]++} \
-	  END {for (k in s) {split(k, b, " "); printf "%-7s %-9s %4d / %d\n", b[1], b[2], s[k], n[b[1]]}}' | sort
+	$(BIN)/mutmut results --all true | awk '{split($$1, a, "."); m = a[2] "." a[3]; n[m]++; s[m " " $$2]++} \
+	  END {for (k in s) {split(k, b, " "); printf "%-17s %-9s %4d / %d\n", b[1], b[2], s[k], n[b[1]]}}' | sort
 	$(BIN)/mutmut results
 
 clean:
