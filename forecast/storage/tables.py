@@ -232,6 +232,23 @@ alert_events = Table(
     _ts("created_at", nullable=False),
 )
 
+# Messages to deliver (storage.outbox): written with the state change that causes them.
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(32), nullable=False),        # slack | webhook | cap | ...
+    Column("dedup_key", String(200), nullable=False, unique=True),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),         # pending | sent | dead
+    Column("attempts", Integer, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("next_attempt_at", nullable=False),
+    _ts("sent_at", nullable=True),
+    _ts("failed_at", nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
 # Registered model versions (the artifacts live in the registry directory).
 model_versions = Table(
     "model_versions", metadata,
