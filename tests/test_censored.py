@@ -316,6 +316,9 @@ def test_a_data_outage_is_never_forecast_as_low_water(engine: Engine, sim_obs) -
         row = conn.execute(sa.select(tables.forecast_runs.c.low_confidence,
                                      tables.forecast_runs.c.reasons)).one()
     assert row[0] is True and row[1] == reasons
+    with engine.connect() as conn:
+        lineage = conn.execute(sa.select(tables.forecast_runs.c.inputs)).scalar_one()
+    assert lineage["level_censored"] == "yes" and lineage["level_unexplained"] == "yes"
     # the reason names the real time of the gauge's last word, also for a half-hour issue time
     gauge_rows = before[before["station_id"] == river.primary_gauge]
     last = gauge_rows["time"].max() + pd.Timedelta(hours=9)

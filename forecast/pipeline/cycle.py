@@ -149,6 +149,8 @@ def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame,
         "level_at": (last_level + shift).isoformat(),
         # a crisis gauge at or below its start level: the level used is that start level
         "level_censored": "yes" if X[CENSORED].iloc[0] > 0 else "no",
+        # ... and the silence that put it there is not explained (a guess, low-confidence)
+        "level_unexplained": "yes" if silence is not None else "no",
     }
     fc = pred.assign(
         river_id=river.id, issued_at=issued, model_version=version,
