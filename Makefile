@@ -10,11 +10,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The service alone (what `make demo` needs) and, for tests, the dev tools on top.
+$(VENV)/.installed-service: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed          ## SQLite + simulated data + API on http://127.0.0.1:8000/
+demo: $(VENV)/.installed-service  ## SQLite + simulated data + API on http://127.0.0.1:8000/
 	$(BIN)/forecast demo
 
 test: $(VENV)/.installed          ## everything CI runs: ruff, mypy --strict, pytest
