@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue, load_catalogue
 from forecast.errors import ManifestError, RegistryError
+from forecast.features import build_features
 from forecast.modelling import registry
 from forecast.modelling.judging import holdout_evaluator, judge_folds
 from forecast.modelling.pooled import PooledLeadModels
@@ -159,3 +160,30 @@ def test_pooled_model_chosen_for_a_short_record_and_forecasts(engine: Engine,
     mpath.write_text(json.dumps(m), encoding="utf-8")
     with pytest.raises(ManifestError, match="attributes"):
         registry.load_version(models, "kaizo", rep.versions["kaizo"].version)
+
+
+def test_training_in_two_processes_gives_the_same_models(engine: Engine, tmp_path: Path) -> None:
+    full = load_catalogue(ROOT / "config" / "rivers.yaml")
+    cat = Catalogue(name="two rivers", rivers=(full.river("karei"), full.river("kaizo")))
+    sim = simulate(cat, datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 7, 10, 4, tzinfo=UTC),
+                   seed=9)
+    ctx = context(engine, cat, NOW, models_root=tmp_path / "serial")
+    store_observations(ctx, sim.observations.drop(columns=["received_at"]), source="simulated")
+    run(engine, upsert_rain_vintages, sim.rain_forecasts, now=NOW)
+    calls: list[str] = []
+    serial = train_all(ctx, end=END, days=60, judge=False)
+    ctx2 = context(engine, cat, NOW.replace(minute=11), models_root=tmp_path / "parallel")
+    parallel = train_all(ctx2, end=END, days=60, judge=False, workers=2,
+                         progress=calls.append)
+    assert not serial.failed and not parallel.failed and sorted(calls) == ["kaizo", "karei"]
+    for rid in ("karei", "kaizo"):
+        a, b = serial.versions[rid], parallel.versions[rid]
+        assert a.manifest["data_sha256"] == b.manifest["data_sha256"]
+        hourly, rain, _ = load_river(ctx, cat.river(rid), END - pd.Timedelta(days=3), END)
+        X = build_features(hourly, hourly.index[-5:], future_rain="archive", vintages=rain,
+                           catchment_id=rid)
+        pa = registry.load_version(tmp_path / "serial", rid, a.version)[1].predict(X)
+        pb = registry.load_version(tmp_path / "parallel", rid, b.version)[1].predict(X)
+        pd.testing.assert_frame_equal(pa, pb)
+    assert set(run(engine, list_model_versions)["version"]) == {
+        v.version for r in (serial, parallel) for v in r.versions.values()}

@@ -8,6 +8,7 @@ source ``simulated``, so the API and page label it.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -112,7 +113,7 @@ def _first_champions(ctx: Context, end: datetime, say: Say,
     if not missing:
         return [], {}
     report = train_all(ctx, end=end, days=365, judge=False, rivers=missing,
-                       progress=progress)
+                       progress=progress, workers=min(2, os.cpu_count() or 1))
     for rid, version in report.versions.items():
         champions.promote(ctx, rid, version.version, actor="demo")
     for rid, msg in report.failed.items():

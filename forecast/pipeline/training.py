@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -114,9 +115,10 @@ def train_all(ctx: Context, *, end: datetime, days: float,
               judge: bool = True, rivers: list[str] | None = None,
               progress: Callable[[str], object] | None = None,
               report_dir: Path | None = None, pooled: bool = False,
-              short_record_h: int = SHORT_RECORD_H) -> TrainReport:
+              short_record_h: int = SHORT_RECORD_H, workers: int = 1) -> TrainReport:
     """Train every river (or ``rivers``); a river that fails is recorded and the rest go on.
     ``progress`` is called with each river id when it is done (trained or failed).
+    ``workers`` > 1 trains rivers in that many processes (one LightGBM thread each).
 
     ``pooled``: also train a pooled model on every river of the catalogue and, for each river
     with fewer than ``short_record_h`` observed level hours in the window or whose own model
@@ -131,9 +133,12 @@ def train_all(ctx: Context, *, end: datetime, days: float,
                                  rivers=rivers, progress=progress, report_dir=report_dir,
                                  short_record_h=short_record_h)
     report = TrainReport()
-    for river in ctx.catalogue.rivers:
-        if rivers is not None and river.id not in rivers:
-            continue
+    todo = [r for r in ctx.catalogue.rivers if rivers is None or r.id in rivers]
+    if workers > 1 and len(todo) > 1:
+        _train_parallel(ctx, report, todo, end=end, days=days, settings=settings, judge=judge,
+                        progress=progress, report_dir=report_dir, workers=workers)
+        return report
+    for river in todo:
         try:
             report.versions[river.id] = train_river(
                 ctx, river, end=end, days=days, settings=settings, judge=judge,
@@ -144,6 +149,53 @@ def train_all(ctx: Context, *, end: datetime, days: float,
         if progress is not None:
             progress(river.id)
     return report
+
+
+def _train_job(job: tuple[River, pd.DataFrame, pd.DataFrame, datetime, datetime,
+                          LgbmSettings | None, bool, bool]) -> TrainingRun | str:
+    """One river's judging and training in a worker process; a failure comes back as its
+    message (project exceptions with keyword arguments do not survive pickling)."""
+    river, hourly, rain, start, end, settings, judge, simulated = job
+    try:
+        return train_frames(river, hourly, vintages=rain, start=start, end=end,
+                            settings=settings, judge=judge, simulated=simulated)
+    except ForecastError as exc:
+        return str(exc)
+
+
+def _train_parallel(ctx: Context, report: TrainReport, todo: Sequence[River], *, end: datetime,
+                    days: float, settings: LgbmSettings | None, judge: bool,
+                    progress: Callable[[str], object] | None, report_dir: Path | None,
+                    workers: int) -> None:
+    """``train_all`` over worker processes: data are read and versions registered here, the
+    CPU-bound judging and training (one LightGBM thread each) run in ``workers`` processes."""
+    start = end - timedelta(days=days)
+    jobs = {}
+    for river in todo:
+        try:
+            hourly, rain, simulated = load_river(ctx, river, start, end)
+        except ForecastError as exc:
+            report.failed[river.id] = str(exc)
+            if progress is not None:
+                progress(river.id)
+            continue
+        jobs[river.id] = (river, hourly, rain, start, end, settings, judge, simulated)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        running = {pool.submit(_train_job, job): rid for rid, job in jobs.items()}
+        for done in as_completed(running):
+            rid = running[done]
+            got = done.result()
+            if isinstance(got, str):
+                log.warning("training %s failed: %s", rid, got)
+                report.failed[rid] = got
+            else:
+                try:
+                    report.versions[rid] = _register(ctx, got, report_dir=report_dir,
+                                                     actor="forecast")
+                except ForecastError as exc:
+                    report.failed[rid] = str(exc)
+            if progress is not None:
+                progress(rid)
 
 
 @dataclass
