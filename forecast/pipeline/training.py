@@ -21,10 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.engine import Engine
 
 from forecast.catalogue import River
 from forecast.errors import ForecastError, InsufficientDataError
@@ -46,7 +48,7 @@ from forecast.modelling.pooled import PooledLeadModels, add_river_attributes, tr
 from forecast.modelling.report import BacktestRun, write_report
 from forecast.pipeline import models as champions
 from forecast.pipeline.context import Context
-from forecast.storage.engine import transaction
+from forecast.storage.engine import create_engine, transaction
 from forecast.storage.observations import read_observations
 from forecast.storage.rain import read_rain_vintages
 
@@ -69,7 +71,12 @@ def load_river(ctx: Context, river: River, start: datetime, end: datetime,
                rain_product: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     """The river frame over [start, end] from stored (QC'd) data, its rain vintages, and
     whether any of it is simulated."""
-    with transaction(ctx.engine, f"reading stored data of {river.id}") as conn:
+    return _load(ctx.engine, river, start, end, rain_product)
+
+
+def _load(engine: Engine, river: River, start: datetime, end: datetime,
+          rain_product: str | None) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    with transaction(engine, f"reading stored data of {river.id}") as conn:
         obs = read_observations(conn, station_ids=river.station_codes, start=start,
                                 end=end + timedelta(seconds=1))
         rain = read_rain_vintages(conn, product=rain_product, issued_after=start,
@@ -151,12 +158,20 @@ def train_all(ctx: Context, *, end: datetime, days: float,
     return report
 
 
-def _train_job(job: tuple[River, pd.DataFrame, pd.DataFrame, datetime, datetime,
-                          LgbmSettings | None, bool, bool]) -> TrainingRun | str:
-    """One river's judging and training in a worker process; a failure comes back as its
-    message (project exceptions with keyword arguments do not survive pickling)."""
-    river, hourly, rain, start, end, settings, judge, simulated = job
+_WORKER_ENGINES: dict[str, Engine] = {}
+
+
+def _train_job(job: tuple[str, River, datetime, datetime, LgbmSettings | None, bool]
+               ) -> TrainingRun | str:
+    """One river's reading, judging and training in a worker process (its own engine on the
+    same database); a failure comes back as its message (project exceptions with keyword
+    arguments do not survive pickling)."""
+    url, river, start, end, settings, judge = job
     try:
+        engine = _WORKER_ENGINES.get(url)
+        if engine is None:
+            engine = _WORKER_ENGINES[url] = create_engine(url)
+        hourly, rain, simulated = _load(engine, river, start, end, None)
         return train_frames(river, hourly, vintages=rain, start=start, end=end,
                             settings=settings, judge=judge, simulated=simulated)
     except ForecastError as exc:
@@ -167,20 +182,13 @@ def _train_parallel(ctx: Context, report: TrainReport, todo: Sequence[River], *,
                     days: float, settings: LgbmSettings | None, judge: bool,
                     progress: Callable[[str], object] | None, report_dir: Path | None,
                     workers: int) -> None:
-    """``train_all`` over worker processes: data are read and versions registered here, the
-    CPU-bound judging and training (one LightGBM thread each) run in ``workers`` processes."""
+    """``train_all`` over worker processes: each reads its river's stored data and judges and
+    trains it (one LightGBM thread each); versions are registered here, one at a time."""
     start = end - timedelta(days=days)
-    jobs = {}
-    for river in todo:
-        try:
-            hourly, rain, simulated = load_river(ctx, river, start, end)
-        except ForecastError as exc:
-            report.failed[river.id] = str(exc)
-            if progress is not None:
-                progress(river.id)
-            continue
-        jobs[river.id] = (river, hourly, rain, start, end, settings, judge, simulated)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    url = ctx.engine.url.render_as_string(hide_password=False)
+    jobs = {river.id: (url, river, start, end, settings, judge) for river in todo}
+    # spawn, not fork: a worker inherits no database connection or OpenMP state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         running = {pool.submit(_train_job, job): rid for rid, job in jobs.items()}
         for done in as_completed(running):
             rid = running[done]
