@@ -72,6 +72,13 @@ def positive(text: str) -> float:
     return v
 
 
+def workers_arg(text: str) -> int:
+    """A number of worker processes: a whole number from 1 to 64."""
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 64")
+    return int(text)
+
+
 def _ctx() -> Context:
     from forecast.pipeline.context import Context
 
@@ -224,7 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     report = train_all(ctx, end=end, days=args.days, judge=not args.no_backtest,
                        rivers=rivers, progress=lambda _r: bar.update(),
                        report_dir=Path(args.report_dir) if args.report_dir else None,
-                       pooled=args.pooled)
+                       pooled=args.pooled, workers=args.workers)
     bar.close()
     for rid, v in report.versions.items():
         rm = v.event_rmse
@@ -385,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "of level data (or no model of their own) get it where it backtests better")
     s.add_argument("--report-dir", help="write each river's backtest HTML report here "
                    "(<dir>/<river>/<version>/index.html)")
+    s.add_argument("--workers", type=workers_arg, default=1,
+                   help="train rivers in this many processes, e.g. the number of cores "
+                   "(--pooled runs in one)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("models", help="list registered model versions")

@@ -164,6 +164,7 @@ def test_train_writes_report_and_registers(env: Path, monkeypatch: pytest.Monkey
     (["cycle", "--at", "2024-07-01T00:15Z"], "whole or half hour"),
     (["train", "--river", "koto", "--end", "garbage"], "argument --end"),
     (["train", "--river", "koto", "--days", "-3"], "argument --days"),
+    (["train", "--all", "--workers", "0"], "argument --workers"),
     (["simulate", "--start", "99999-01-01"], "argument --start"),
     (["import", "--source", "nope", "x.csv"], "argument --source"),
     (["qc", "--station", "x"], "--recheck"),
