@@ -22,7 +22,6 @@ their meaning; a rain vintage is used when its valid times line up with T's hour
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,7 +34,7 @@ from forecast.features import CENSORED, build_features, river_hourly, silence_re
 from forecast.frames import LEVEL, Flag
 from forecast.modelling.lgbm import LeadModels
 from forecast.pipeline.context import Context
-from forecast.pipeline.models import champion_models
+from forecast.pipeline.models import ModelProvider, champion_models
 from forecast.storage.cycles import finish_cycle, issue_lock, record_outcome, start_cycle
 from forecast.storage.engine import transaction
 from forecast.storage.forecasts import save_forecast
@@ -43,9 +42,6 @@ from forecast.storage.observations import read_observations
 from forecast.storage.rain import read_rain_vintages
 
 log = logging.getLogger(__name__)
-
-ModelProvider = Callable[[str], tuple[str, LeadModels] | None]
-"""river id → (model version, trained models), or None when the river has no model."""
 
 LOOKBACK = timedelta(days=8)   # covers the 48 h rain sums and lets the API index settle
 RAIN_VINTAGE_AGE = timedelta(hours=6)

@@ -7,7 +7,6 @@ source ``simulated``, so the API and page label it.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from forecast.storage.engine import migrate, transaction
 from forecast.storage.observations import read_observations
 from forecast.storage.rain import upsert_rain_vintages
 from forecast.storage.stations import sync_stations
-
-log = logging.getLogger(__name__)
 
 DEMO_DELAY = timedelta(minutes=15)
 """The cycle for issue time T runs a little after T, when the telemetry for T has arrived."""

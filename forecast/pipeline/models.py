@@ -8,7 +8,7 @@ The cycle, the CLI and the API all ask ``champion`` / ``champion_models``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,8 +50,13 @@ def champion(ctx: Context, river_id: str) -> str | None:
         return models.champion(conn, river_id)
 
 
-def champion_models(ctx: Context):  # type: ignore[no-untyped-def]
-    """A ``cycle.ModelProvider``: river id → (champion version, loaded models) or None."""
+ModelProvider = Callable[[str], tuple[str, LeadModels] | None]
+"""river id → (model version, trained models), or None when the river has no model."""
+
+
+def champion_models(ctx: Context) -> ModelProvider:
+    """River id → (champion version, loaded models) or None; champions read once, models
+    loaded (and their manifests checked) when asked for."""
     with transaction(ctx.engine, "reading the champions") as conn:
         champs = models.champions(conn)
 
