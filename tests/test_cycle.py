@@ -90,9 +90,18 @@ def test_cycle_stores_the_models_forecast_with_lineage(engine: Engine, world) ->
     report = run_cycle(ctx, T, models=_provider(models), trigger="test",
                        rain_product="simulated_forecast")
     status = {o.river_id: o.status for o in report.outcomes}
-    assert status[cat.rivers[2].id] == "skipped"
-    assert report.status == "partial" and report.revision == 1
-    latest = run(engine, forecasts.latest_forecasts)
+    # the river without a model gets the chain's last step: persistence, degraded, with why
+    assert status[cat.rivers[2].id] == "degraded"
+    assert report.status == "ok" and report.revision == 1
+    assert "no champion model: persistence" in report.low_confidence[cat.rivers[2].id][0]
+    everything = run(engine, forecasts.latest_forecasts)
+    held = everything[everything["river_id"] == cat.rivers[2].id].sort_values("horizon_h")
+    assert set(held["model_version"]) == {"persistence"}
+    assert set(held["model_variant"]) == {"persistence"}
+    assert held["q50"].nunique() == 1   # the level at T, carried forward
+    assert (held["q10"] <= held["q50"]).all() and (held["q90"] >= held["q50"]).all()
+    assert held["q90"].iloc[-1] - held["q10"].iloc[-1] >= held["q90"].iloc[0] - held["q10"].iloc[0]
+    latest = everything[everything["river_id"] != cat.rivers[2].id]
     assert set(latest["river_id"]) == {r.id for r in cat.rivers[:2]}
     assert (latest["issued_at"] == pd.Timestamp(T)).all()
     assert (latest["input_cutoff"] == pd.Timestamp(T)).all()
@@ -111,7 +120,7 @@ def test_cycle_stores_the_models_forecast_with_lineage(engine: Engine, world) ->
         assert (got["valid_at"] == pd.Timestamp(T) + pd.to_timedelta(got["horizon_h"], "h")).all()
         assert set(got["model_variant"]) == {str(want["model_variant"].iloc[0])}
         assert got["inputs"].iloc[0]["level_censored"] == "no"
-    assert run(engine, cycles.read_outcomes, report.cycle_id)[2]["status"] == "skipped"
+    assert run(engine, cycles.read_outcomes, report.cycle_id)[2]["status"] == "degraded"
 
 
 def test_future_data_does_not_change_the_forecast(engine: Engine, world) -> None:  # type: ignore[no-untyped-def]
@@ -123,7 +132,7 @@ def test_future_data_does_not_change_the_forecast(engine: Engine, world) -> None
     _store(engine, obs.loc[upto], rain_now)
     ctx = context(engine, cat, NOW)
     first = run_cycle(ctx, T, models=_provider(models)).forecasts
-    assert len(first) == 12
+    assert len(first) == 18   # two rivers by their models, one by persistence (no model)
     later = obs.loc[recent & ~upto].assign(value=lambda d: d["value"] + 3.0)
     run(engine, upsert_observations, later, source="simulated", now=NOW)
     second = run_cycle(ctx, T, models=_provider(models))
@@ -156,7 +165,7 @@ class Exploding:
         raise RuntimeError("segfault in the model library")
 
 
-def test_any_error_in_one_river_is_recorded_and_the_run_is_closed(engine: Engine, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_that_fails_falls_back_to_persistence_and_says_why(engine: Engine, world) -> None:  # type: ignore[no-untyped-def]
     cat, obs, rain, models = world
     _store(engine, *_recent(obs, rain))
     boom = cat.rivers[0].id
@@ -164,13 +173,40 @@ def test_any_error_in_one_river_is_recorded_and_the_run_is_closed(engine: Engine
     ctx = Context.of(engine, cat, clock=TickingClock(NOW))
     report = run_cycle(ctx, T, models=provider)
     status = {o.river_id: (o.status, o.message) for o in report.outcomes}
-    assert status[boom] == ("failed", "RuntimeError: segfault in the model library")
+    assert status[boom][0] == "degraded"
+    assert str(status[boom][1]).startswith(
+        "model bad failed (RuntimeError: segfault in the model library): persistence")
+    assert status[cat.rivers[1].id][0] in ("ok", "degraded")
+    runs = run(engine, cycles.read_cycles, issued_at=T)
+    assert runs["status"].tolist() == ["ok"]
+    assert (runs["finished_at"] > runs["started_at"]).all()
+    latest = run(engine, forecasts.latest_forecasts, boom)
+    assert set(latest["model_variant"]) == {"persistence"} and len(latest) == 6
+
+
+def test_any_error_in_one_river_is_recorded_and_the_run_is_closed(engine: Engine, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cat, obs, rain, models = world
+    _store(engine, *_recent(obs, rain))
+    boom = cat.rivers[0].id
+    real = cycle_mod.save_forecast
+
+    def save(conn, fc, **kw):  # type: ignore[no-untyped-def]
+        if fc["river_id"].iloc[0] == boom:
+            raise RuntimeError("disk on fire")
+        return real(conn, fc, **kw)
+
+    monkeypatch.setattr(cycle_module, "save_forecast", save)
+    ctx = Context.of(engine, cat, clock=TickingClock(NOW))
+    report = run_cycle(ctx, T, models=_provider(models))
+    status = {o.river_id: (o.status, o.message) for o in report.outcomes}
+    assert status[boom] == ("failed", "RuntimeError: disk on fire")
     assert status[cat.rivers[1].id][0] in ("ok", "degraded")
     runs = run(engine, cycles.read_cycles, issued_at=T)
     assert runs["status"].tolist() == ["partial"]
     assert (runs["finished_at"] > runs["started_at"]).all()
     assert {o["river_id"]: o["status"] for o in run(engine, cycles.read_outcomes,
                                                     report.cycle_id)}[boom] == "failed"
+    assert boom not in set(run(engine, forecasts.latest_forecasts)["river_id"])
 
 
 def test_a_failure_outside_the_rivers_closes_the_run_as_failed(

@@ -13,6 +13,12 @@ longer than ``max_retry_after_s`` is obeyed by giving up (we never come back soo
 Any other status (404, 403, ...) is not retried. After the last attempt a ``SourceError``
 naming the source and the URL is raised.
 
+Time limit: ``fetch`` / ``fetch_many`` take an optional ``deadline`` (a ``time.monotonic()``
+value, e.g. the tick's per-source limit): no request starts after it, each request's timeout
+and each back-off sleep are cut to the time left, and a URL not fetched by then gets a
+``SourceError`` saying the time limit was reached. So a slow source returns by its deadline
+(plus at most one connect of the time left) and never holds up the tick.
+
 Conditional requests: the ``ETag`` / ``Last-Modified`` of each URL's last 200 answer are
 remembered and sent back as ``If-None-Match`` / ``If-Modified-Since``; a 304 gives a
 ``Fetched`` with ``not_modified=True`` and no content. A caller that could not keep a payload
@@ -104,6 +110,7 @@ class Fetcher:
         timeout: float | httpx.Timeout = 10.0,
         limits: Mapping[str, int] | None = None,
         default_limit: int = 2,
+        monotonic: Callable[[], float] = time.monotonic,
         user_agent: str = "mie-river-forecast (flood-control forecasting; contact: admin)",
     ) -> None:
         if default_limit < 1 or any(v < 1 for v in (limits or {}).values()):
@@ -111,6 +118,7 @@ class Fetcher:
         self._client = client
         self._clock = clock or SystemClock().now
         self._sleep = sleep
+        self._monotonic = monotonic
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self.retry = retry or RetryPolicy()
@@ -143,8 +151,10 @@ class Fetcher:
         with self._lock:
             return self._validators.get(url, (None, None))
 
-    def fetch(self, source: str, url: str, *, conditional: bool = True) -> Fetched:
-        """GET ``url`` for ``source`` with retries; ``SourceError`` after the last attempt."""
+    def fetch(self, source: str, url: str, *, conditional: bool = True,
+              deadline: float | None = None) -> Fetched:
+        """GET ``url`` for ``source`` with retries; ``SourceError`` after the last attempt or
+        when ``deadline`` (``time.monotonic()`` value) has passed."""
         headers = {"User-Agent": self._user_agent}
         etag, modified = self.validators(url) if conditional else (None, None)
         if etag:
@@ -154,8 +164,12 @@ class Fetcher:
         policy = self.retry
         last = ""
         for attempt in range(1, policy.attempts + 1):
+            left = None if deadline is None else deadline - self._monotonic()
+            if left is not None and left <= 0:
+                raise SourceError(f"time limit reached after {attempt - 1} attempt(s)"
+                                  + (f": {last}" if last else ""), source=source, url=url)
             try:
-                return self._attempt(source, url, headers, attempt)
+                return self._attempt(source, url, headers, attempt, left)
             except _Retry as exc:
                 last = exc.reason
                 if attempt == policy.attempts:
@@ -169,17 +183,25 @@ class Fetcher:
                             f"than the {policy.max_retry_after_s:.0f} s we wait; giving up",
                             source=source, url=url) from None
                     delay = max(delay, exc.retry_after)
+                if deadline is not None:
+                    delay = max(0.0, min(delay, deadline - self._monotonic()))
                 self._sleep(delay)
         raise SourceError(f"failed after {policy.attempts} attempts: {last}",
                           source=source, url=url)
 
     def _attempt(self, source: str, url: str, headers: dict[str, str],
-                 attempt: int) -> Fetched:
+                 attempt: int, left: float | None = None) -> Fetched:
         sem = self._semaphore(source)
+        timeout = self._timeout
+        if left is not None:   # no phase of the request may outlast the deadline
+            cap = max(0.01, left)
+            timeout = httpx.Timeout(
+                connect=min(timeout.connect or cap, cap), read=min(timeout.read or cap, cap),
+                write=min(timeout.write or cap, cap), pool=min(timeout.pool or cap, cap))
         # The slot is held only during the request, not while backing off.
         with sem:
             try:
-                resp = self._client.get(url, headers=headers, timeout=self._timeout)
+                resp = self._client.get(url, headers=headers, timeout=timeout)
             except httpx.TimeoutException as exc:
                 raise _Retry(f"timed out ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:   # connect/read/protocol errors
@@ -203,16 +225,17 @@ class Fetcher:
                 self._validators[url] = (etag, modified)
         return Fetched(source, url, status, resp.content, now, etag, modified, False, attempt)
 
-    def fetch_many(self, source: str, urls: Sequence[str], *,
-                   conditional: bool = True) -> list[Fetched | SourceError]:
-        """Fetch several URLs of one source, at most ``limit(source)`` at a time.
+    def fetch_many(self, source: str, urls: Sequence[str], *, conditional: bool = True,
+                   deadline: float | None = None) -> list[Fetched | SourceError]:
+        """Fetch several URLs of one source, at most ``limit(source)`` at a time, all by
+        ``deadline`` if given (``time.monotonic()`` value).
 
         Returns one item per URL, in order: the ``Fetched`` answer or the ``SourceError``
         that ended its retries (one failing URL never stops the others).
         """
         def one(url: str) -> Fetched | SourceError:
             try:
-                return self.fetch(source, url, conditional=conditional)
+                return self.fetch(source, url, conditional=conditional, deadline=deadline)
             except SourceError as exc:
                 return exc
 

@@ -53,6 +53,29 @@ def persistence(X: pd.DataFrame, leads: Sequence[int] = LEADS) -> pd.DataFrame:
     return _frame(pd.DatetimeIndex(X.index), point, None, leads, "persistence")
 
 
+def persistence_banded(X: pd.DataFrame, level: pd.Series, leads: Sequence[int] = LEADS
+                       ) -> pd.DataFrame:
+    """Persistence with an empirical band: the level at T carried forward, P10/P90 from the
+    10th/90th percentiles of the ``h``-hour level changes in ``level`` (an hourly series, e.g.
+    the look-back before T). The last resort of the cycle when no model can run; without
+    enough history (fewer than 24 changes at a lead) the band is the point."""
+    lv = X["level_m"].to_numpy(dtype="float64")
+    point = np.repeat(lv[:, None], len(leads), axis=1)
+    vals = level.to_numpy(dtype="float64")
+    lo = np.zeros(len(leads))
+    hi = np.zeros(len(leads))
+    for j, h in enumerate(leads):
+        if len(vals) > h:
+            d = vals[h:] - vals[:-h]
+            d = d[np.isfinite(d)]
+            if len(d) >= 24:
+                lo[j], hi[j] = np.quantile(d, [0.1, 0.9])
+    out = _frame(pd.DatetimeIndex(X.index), point, None, leads, "persistence")
+    out["q10"] = (point + np.minimum(lo, 0.0)).ravel()
+    out["q90"] = (point + np.maximum(hi, 0.0)).ravel()
+    return out
+
+
 def _psi_sd(phi: tuple[float, float], sigma2: float, leads: Sequence[int]) -> np.ndarray:
     """h-step forecast standard deviation of an AR(2) process."""
     hmax = max(leads)

@@ -34,7 +34,7 @@ import pandas as pd
 from forecast import frames
 from forecast.catalogue import Catalogue
 from forecast.errors import ConfigError, ForecastError, SourceError, StorageError
-from forecast.ingest.fetch import Fetcher
+from forecast.ingest.fetch import Fetched, Fetcher
 from forecast.ingest.replay import Replay, parse_rain_csv, parse_replay_csv, rain_to_csv, to_csv
 from forecast.ingest.sources import Parsed, Source
 from forecast.pipeline.context import Context
@@ -270,17 +270,37 @@ def _store(ctx: Context, report: SourceReport,
             _mark(ctx, outcome.fetch_id, ok=True, rows=p.rows)
 
 
-def collect_source(ctx: Context, source: Source, window: timedelta, *, now: datetime,
-                   fetcher: Fetcher) -> SourceReport:
-    """``collect`` for one source (see there); never raises for the source's own failures."""
-    report = SourceReport(source.name)
+@dataclass
+class Fetch:
+    """What ``fetch_source`` brought back for one source: the URLs and, per URL, the answer or
+    the error (``error``: the source could not even list its URLs)."""
+
+    source: Source
+    urls: list[str] = field(default_factory=list)
+    answers: list[Fetched | SourceError] = field(default_factory=list)
+    error: str = ""
+
+
+def fetch_source(source: Source, window: timedelta, *, now: datetime, fetcher: Fetcher,
+                 deadline: float | None = None) -> Fetch:
+    """The network half of ``collect_source``: list the URLs of ``(now - window, now]`` and
+    fetch them (by ``deadline``, a ``time.monotonic()`` value). Touches no storage, so the
+    sources of a tick can be fetched concurrently; never raises for the source's failures."""
     try:
         urls = source.urls(pd.Timestamp(now) - pd.Timedelta(window), now)
     except (ForecastError, ValueError, TypeError) as exc:   # e.g. a naive `now`
-        report.error = _describe(exc)
-        return report
+        return Fetch(source, error=_describe(exc))
+    return Fetch(source, urls, fetcher.fetch_many(source.name, urls, deadline=deadline))
+
+
+def ingest_fetched(ctx: Context, fetched: Fetch, *, now: datetime, fetcher: Fetcher
+                   ) -> SourceReport:
+    """The storage half of ``collect_source``: archive each payload (before parsing), parse,
+    QC and store; every failure becomes part of the report."""
+    source = fetched.source
+    report = SourceReport(source.name, error=fetched.error)
     items: list[tuple[PayloadOutcome, Parsed]] = []
-    for url, got in zip(urls, fetcher.fetch_many(source.name, urls), strict=True):
+    for url, got in zip(fetched.urls, fetched.answers, strict=True):
         if isinstance(got, SourceError):
             log.warning("%s", got)
             report.payloads.append(PayloadOutcome(url, "fetch_failed", error=_describe(got)))
@@ -297,6 +317,13 @@ def collect_source(ctx: Context, source: Source, window: timedelta, *, now: date
             items.append((outcome, parsed))
     _store(ctx, report, items, now=now)
     return report
+
+
+def collect_source(ctx: Context, source: Source, window: timedelta, *, now: datetime,
+                   fetcher: Fetcher, deadline: float | None = None) -> SourceReport:
+    """``collect`` for one source (see there); never raises for the source's own failures."""
+    return ingest_fetched(ctx, fetch_source(source, window, now=now, fetcher=fetcher,
+                                            deadline=deadline), now=now, fetcher=fetcher)
 
 
 def collect(ctx: Context, sources: Sequence[Source], window: timedelta, *,

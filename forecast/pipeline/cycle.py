@@ -32,10 +32,24 @@ from forecast.catalogue import River
 from forecast.errors import CycleError
 from forecast.features import CENSORED, build_features, river_hourly, silence_reason
 from forecast.frames import LEVEL, Flag
+from forecast.modelling.baselines import persistence_banded
 from forecast.modelling.lgbm import LeadModels
 from forecast.pipeline.context import Context
 from forecast.pipeline.models import ModelProvider, champion_models
-from forecast.storage.cycles import finish_cycle, issue_lock, record_outcome, start_cycle
+from forecast.qc.freshness import (
+    PRODUCT_STALE,
+    latest_usable,
+    product_freshness,
+    stale_reasons,
+    station_freshness,
+)
+from forecast.storage.cycles import (
+    abandon_running,
+    finish_cycle,
+    issue_lock,
+    record_outcome,
+    start_cycle,
+)
 from forecast.storage.engine import transaction
 from forecast.storage.forecasts import save_forecast
 from forecast.storage.observations import read_observations
@@ -101,9 +115,42 @@ def _level_reasons(obs: pd.DataFrame, river: River, issued: pd.Timestamp) -> lis
     return []
 
 
-def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame,
-                  issued: pd.Timestamp, version: str, models: LeadModels
+PERSISTENCE = "persistence"
+"""The last step of the fallback chain: no model could run (none promoted, or it failed)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the forecast stage reads once for all rivers: observations of the look-back, rain
+    vintages, and the freshness of every station (``qc.freshness``)."""
+
+    obs: pd.DataFrame
+    vintages: pd.DataFrame
+    freshness: pd.DataFrame
+
+
+def _forecast_rain_reason(vintages: pd.DataFrame, river: River, issued: pd.Timestamp
+                          ) -> str | None:
+    mine = vintages[vintages["catchment_id"] == river.id]
+    if mine.empty:
+        return None
+    newest_per_product = mine.groupby("product")["issued_at"].max().reset_index()
+    fresh = product_freshness(newest_per_product, issued)
+    newest = fresh.sort_values("issued_at").iloc[-1]
+    if newest["status"] != "stale":
+        return None
+    return (f"forecast rain {newest['product']}: newest vintage issued "
+            f"{newest['issued_at']:%H:%M}Z, {newest['age_min']:.0f} min old (stale after "
+            f"{PRODUCT_STALE.total_seconds() / 60:.0f} min)")
+
+
+def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
+                  model: tuple[str, LeadModels] | None, model_problem: str | None = None
                   ) -> tuple[pd.DataFrame, str, dict[str, str], list[str]]:
+    """One river's forecast at ``issued``: (frame of every lead, variant, lineage, reasons).
+
+    ``model`` None: persistence with an empirical band (``model_problem`` says why)."""
+    obs, vintages = inputs.obs, inputs.vintages
     # Work on hours ending at T: shift a half-hour issue time (and every input) onto the grid.
     shift = issued - issued.floor("h")
     t0 = issued - shift
@@ -128,19 +175,34 @@ def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame,
                 "level, so not read as low water)") if river.gauge.kind == "crisis" else ""
         raise CycleError(f"river {river.id}: no level reading at {river.primary_gauge} in the "
                          f"30 min before {issued:%Y-%m-%d %H:%M}Z{kind}")
-    pred = models.predict(X)
-    if pred[["level", "q10", "q50", "q90"]].isna().any().any():
-        raise CycleError(f"river {river.id}: the model gave no forecast for {issued}")
+    reasons: list[str] = []
+    if model is not None:
+        version, lead_models = model
+        pred = lead_models.predict(X)
+        if pred[["level", "q10", "q50", "q90"]].isna().any().any():
+            raise CycleError(f"river {river.id}: the model gave no forecast for {issued}")
+    else:
+        version = PERSISTENCE
+        pred = persistence_banded(X, hourly[LEVEL])
+        pred["inputs"] = LEVEL
+        reasons.append(f"{model_problem or 'no model'}: persistence forecast (the level at "
+                       "T held, band from the level changes of the last 8 days)")
     variant = str(pred["model_variant"].iloc[0])
-    reasons = _level_reasons(obs, river, issued)
+    reasons += _level_reasons(obs, river, issued)
     silence = silence_reason(hourly, river, t0, shift=shift)
     if silence is not None:
         reasons.append(silence)
-    if variant != "full":
+    if variant not in ("full", PERSISTENCE):
         reasons.append(f"model variant {variant} (inputs missing)")
-    inputs = {
+    reasons += stale_reasons(inputs.freshness, river.id)
+    has_fc = bool(X.filter(like="rain_fc_").notna().all(axis=None))
+    if has_fc and variant in ("full", "no_upstream"):
+        stale_fc = _forecast_rain_reason(vintages, river, issued)
+        if stale_fc is not None:
+            reasons.append(stale_fc)
+    lineage = {
         "used": str(pred["inputs"].iloc[0]),
-        "forecast_rain": "ok" if X.filter(like="rain_fc_").notna().all(axis=None) else "missing",
+        "forecast_rain": "ok" if has_fc else "missing",
         "rain_gauges": "ok" if np.isfinite(X["rain_1h"].iloc[0]) else "missing",
         "level_at": (last_level + shift).isoformat(),
         # a crisis gauge at or below its start level: the level used is that start level
@@ -152,11 +214,10 @@ def _forecast_one(river: River, obs: pd.DataFrame, vintages: pd.DataFrame,
         river_id=river.id, issued_at=issued, model_version=version,
         valid_at=issued + pd.to_timedelta(pred["horizon_h"], unit="h"),
     )
-    return fc, variant, inputs, reasons
+    return fc, variant, lineage, reasons
 
 
-def _read_inputs(ctx: Context, issued: pd.Timestamp, rain_product: str | None
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read_inputs(ctx: Context, issued: pd.Timestamp, rain_product: str | None) -> Inputs:
     stations = sorted({s for r in ctx.catalogue.rivers for s in r.station_codes})
     with transaction(ctx.engine, "reading the cycle's inputs") as conn:
         obs = read_observations(conn, station_ids=stations,
@@ -165,32 +226,41 @@ def _read_inputs(ctx: Context, issued: pd.Timestamp, rain_product: str | None
         vintages = read_rain_vintages(
             conn, product=rain_product, issued_before=issued.to_pydatetime(),
             issued_after=(issued - pd.Timedelta(RAIN_VINTAGE_AGE)).to_pydatetime())
-    return obs, vintages
+    fresh = station_freshness(latest_usable(obs), ctx.catalogue, issued.to_pydatetime())
+    return Inputs(obs, vintages, fresh)
 
 
 def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, CycleError) else f"{type(exc).__name__}: {exc}"
 
 
-def _run_river(ctx: Context, report: CycleReport, river: River, obs: pd.DataFrame,
-               vintages: pd.DataFrame, issued: pd.Timestamp, models: ModelProvider) -> None:
-    got = models(river.id)
-    if got is None:
-        outcome = RiverOutcome(river.id, "skipped", message="no champion model")
-        with transaction(ctx.engine, f"recording {river.id}") as conn:
-            record_outcome(conn, report.cycle_id, river_id=river.id, status=outcome.status,
-                           message=outcome.message)
-        report.outcomes.append(outcome)
-        return
-    version, lead_models = got
-    fc, variant, inputs, reasons = _forecast_one(river, obs, vintages, issued, version,
-                                                 lead_models)
+def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
+               issued: pd.Timestamp, models: ModelProvider) -> None:
+    problem: str | None = None
+    try:
+        got = models(river.id)
+        if got is None:
+            problem = "no champion model"
+    except Exception as exc:   # a model that cannot be loaded: fall back, say why
+        log.exception("cycle %s: loading the model of %s failed", report.cycle_id, river.id)
+        got, problem = None, f"model not loaded ({_describe(exc)})"
+    try:
+        fc, variant, lineage, reasons = _forecast_one(river, inputs, issued, got, problem)
+    except CycleError:
+        raise
+    except Exception as exc:   # the model failed on these inputs: persistence, say why
+        if got is None:
+            raise
+        log.exception("cycle %s: the model of %s failed", report.cycle_id, river.id)
+        fc, variant, lineage, reasons = _forecast_one(
+            river, inputs, issued, None, f"model {got[0]} failed ({_describe(exc)})")
+    version = str(fc["model_version"].iloc[0])
     degraded = variant != "full"
     status = "degraded" if degraded or reasons else "ok"
     message = "; ".join(reasons) or None
     with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
         save_forecast(conn, fc, model_variant=variant, input_cutoff=issued.to_pydatetime(),
-                      degraded=degraded, inputs=inputs, created_at=ctx.clock.now(),
+                      degraded=degraded, inputs=lineage, created_at=ctx.clock.now(),
                       cycle_id=report.cycle_id, low_confidence=bool(reasons), reasons=reasons)
         record_outcome(conn, report.cycle_id, river_id=river.id, status=status,
                        model_version=version, message=message)
@@ -199,6 +269,33 @@ def _run_river(ctx: Context, report: CycleReport, river: River, obs: pd.DataFram
     if reasons:
         report.low_confidence[river.id] = reasons
     report.outcomes.append(RiverOutcome(river.id, status, version, message))
+
+
+def forecast_stage(ctx: Context, report: CycleReport, *, models: ModelProvider | None = None,
+                   rain_product: str | None = None) -> Inputs:
+    """Forecast every river of the catalogue for ``report.issued_at`` into the open run
+    ``report.cycle_id`` (the caller holds the issue-time lock and closes the run). Per-river
+    failures are recorded, never raised; returns the inputs read (with their freshness)."""
+    issued = pd.Timestamp(report.issued_at)
+    inputs = _read_inputs(ctx, issued, rain_product)
+    provider = models if models is not None else champion_models(ctx)
+    for river in ctx.catalogue.rivers:
+        try:
+            _run_river(ctx, report, river, inputs, issued, provider)
+        except Exception as exc:   # any failure of one river: record, go on
+            _record_failure(ctx, report, river.id, exc)
+    return inputs
+
+
+def open_run(ctx: Context, issued: pd.Timestamp, *, trigger: str, kind: str) -> CycleReport:
+    """Start a run of ``issued`` (holding its lock): runs of it a stopped process left
+    "running" are closed as interrupted first."""
+    with transaction(ctx.engine, "starting a cycle") as conn:
+        abandon_running(conn, issued.to_pydatetime(), finished_at=ctx.clock.now())
+        cycle_id, revision = start_cycle(conn, issued_at=issued.to_pydatetime(),
+                                         started_at=ctx.clock.now(), trigger=trigger,
+                                         owner=ctx.owner, kind=kind)
+    return CycleReport(cycle_id=cycle_id, revision=revision, issued_at=issued.to_pydatetime())
 
 
 def run_cycle(ctx: Context, issued_at: datetime, *, models: ModelProvider | None = None,
@@ -212,28 +309,17 @@ def run_cycle(ctx: Context, issued_at: datetime, *, models: ModelProvider | None
     """
     issued = issue_time(issued_at)
     with issue_lock(ctx.engine, issued.to_pydatetime(), owner=ctx.owner, now=ctx.clock.now()):
-        with transaction(ctx.engine, "starting a cycle") as conn:
-            cycle_id, revision = start_cycle(conn, issued_at=issued.to_pydatetime(),
-                                             started_at=ctx.clock.now(), trigger=trigger,
-                                             owner=ctx.owner)
-        report = CycleReport(cycle_id=cycle_id, revision=revision,
-                             issued_at=issued.to_pydatetime())
+        report = open_run(ctx, issued, trigger=trigger, kind="cycle")
         status: str = "failed"
         message: str | None = "aborted before any river was forecast"
         try:
-            obs, vintages = _read_inputs(ctx, issued, rain_product)
-            provider = models if models is not None else champion_models(ctx)
-            for river in ctx.catalogue.rivers:
-                try:
-                    _run_river(ctx, report, river, obs, vintages, issued, provider)
-                except Exception as exc:   # any failure of one river: record, go on
-                    _record_failure(ctx, report, river.id, exc)
+            forecast_stage(ctx, report, models=models, rain_product=rain_product)
             status, message = report.status, None
         except Exception as exc:
             message = _describe(exc)
             raise
         finally:
-            _close(ctx, cycle_id, status, message)
+            close_run(ctx, report.cycle_id, status, message)
     return report
 
 
@@ -253,11 +339,14 @@ def _record_failure(ctx: Context, report: CycleReport, river_id: str, exc: Excep
                       river_id)
 
 
-def _close(ctx: Context, cycle_id: int, status: str, message: str | None) -> None:
+def close_run(ctx: Context, cycle_id: int, status: str, message: str | None, *,
+              stages: dict[str, float] | None = None) -> None:
+    """Close a run; a database that fails here is logged (the run then shows as running
+    until the next run of its issue time closes it as interrupted)."""
     try:
         with transaction(ctx.engine, "closing a cycle") as conn:
             finish_cycle(conn, cycle_id, finished_at=ctx.clock.now(), status=status,
-                         message=message)
+                         message=message, stages=stages)
     except Exception:
         log.exception("cycle %s could not be closed", cycle_id)
 

@@ -22,21 +22,28 @@ from sqlalchemy.exc import IntegrityError
 
 from forecast.errors import CycleError
 from forecast.storage.engine import connection, transaction
-from forecast.storage.tables import cycle_locks, cycle_river_outcomes, cycle_runs
+from forecast.storage.tables import (
+    cycle_locks,
+    cycle_river_outcomes,
+    cycle_runs,
+    cycle_source_outcomes,
+)
 
 LOCK_TTL = timedelta(minutes=30)
 """A SQLite lock row older than this is taken over (its process is presumed dead)."""
 
 
 def start_cycle(conn: Connection, *, issued_at: datetime, started_at: datetime, trigger: str,
-                owner: str = "") -> tuple[int, int]:
-    """Record the start of a run of ``issued_at``; returns (cycle id, revision)."""
+                owner: str = "", kind: str = "cycle") -> tuple[int, int]:
+    """Record the start of a run of ``issued_at``; returns (cycle id, revision).
+
+    ``kind``: ``tick`` (collect + forecast + notify) or ``cycle`` (forecast only)."""
     cr = cycle_runs
     revision = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(cr.c.revision), 0))
                                 .where(cr.c.issued_at == issued_at)).scalar_one()) + 1
     cycle_id = int(conn.execute(cr.insert().values(
         issued_at=issued_at, revision=revision, started_at=started_at, trigger=trigger,
-        status="running", owner=owner).returning(cr.c.id)).scalar_one())
+        status="running", owner=owner, kind=kind).returning(cr.c.id)).scalar_one())
     return cycle_id, revision
 
 
@@ -49,19 +56,61 @@ def record_outcome(conn: Connection, cycle_id: int, *, river_id: str, status: st
 
 
 def finish_cycle(conn: Connection, cycle_id: int, *, finished_at: datetime, status: str,
-                 message: str | None = None) -> None:
-    """Close a cycle run."""
+                 message: str | None = None, stages: dict[str, float] | None = None) -> None:
+    """Close a cycle run (``stages``: seconds per stage of a tick)."""
     conn.execute(cycle_runs.update().where(cycle_runs.c.id == cycle_id).values(
-        finished_at=finished_at, status=status, message=message))
+        finished_at=finished_at, status=status, message=message, stages=stages))
 
 
-def read_cycles(conn: Connection, *, issued_at: datetime | None = None, limit: int = 50
-                ) -> pd.DataFrame:
-    """Cycle runs, newest first (optionally of one issue time)."""
+def abandon_running(conn: Connection, issued_at: datetime, *, finished_at: datetime) -> int:
+    """Close the runs of ``issued_at`` still marked running as ``interrupted`` (call it holding
+    the issue-time lock: a run still "running" then belongs to a process that stopped, e.g.
+    killed or its database connection lost). Returns how many were closed."""
+    cr = cycle_runs
+    res = conn.execute(cr.update().where(cr.c.issued_at == issued_at, cr.c.status == "running")
+                       .values(status="interrupted", finished_at=finished_at,
+                               message="interrupted: the process running it stopped before "
+                                       "it finished"))
+    return int(res.rowcount or 0)
+
+
+def record_source_outcome(conn: Connection, cycle_id: int, *, source: str, status: str,
+                          payloads: int = 0, rows: int = 0, failures: int = 0,
+                          seconds: float | None = None, message: str | None = None) -> None:
+    """One source's outcome in a tick (ok | partial | failed | timed_out)."""
+    conn.execute(cycle_source_outcomes.insert().values(
+        cycle_id=cycle_id, source=source, status=status, payloads=payloads, rows=rows,
+        failures=failures, seconds=seconds, message=message))
+
+
+def read_source_outcomes(conn: Connection, cycle_id: int) -> list[dict[str, Any]]:
+    """The source outcomes of one tick."""
+    o = cycle_source_outcomes
+    rows = conn.execute(sa.select(o.c.source, o.c.status, o.c.payloads, o.c.rows, o.c.failures,
+                                  o.c.seconds, o.c.message)
+                        .where(o.c.cycle_id == cycle_id).order_by(o.c.source))
+    return [dict(r._mapping) for r in rows]
+
+
+def completed_ticks(conn: Connection, *, issued_from: datetime, issued_to: datetime
+                    ) -> set[datetime]:
+    """Issue times in [from, to] with a finished tick (ok or partial)."""
+    cr = cycle_runs
+    rows = conn.execute(sa.select(cr.c.issued_at).distinct().where(
+        cr.c.kind == "tick", cr.c.status.in_(("ok", "partial")),
+        cr.c.issued_at >= issued_from, cr.c.issued_at <= issued_to))
+    return {r[0] for r in rows}   # UTCDateTime: aware UTC
+
+
+def read_cycles(conn: Connection, *, issued_at: datetime | None = None, limit: int = 50,
+                kind: str | None = None) -> pd.DataFrame:
+    """Cycle runs, newest first (optionally of one issue time, or one kind)."""
     cr = cycle_runs
     q = sa.select(cr)
     if issued_at is not None:
         q = q.where(cr.c.issued_at == issued_at)
+    if kind is not None:
+        q = q.where(cr.c.kind == kind)
     rows = conn.execute(q.order_by(cr.c.id.desc()).limit(limit)).all()
     df = pd.DataFrame(rows, columns=[c.name for c in cr.columns])
     for c in ("issued_at", "started_at", "finished_at"):

@@ -155,7 +155,24 @@ cycle_runs = Table(
     Column("status", String(16), nullable=False),        # running | ok | partial | failed
     Column("message", Text, nullable=True),
     Column("owner", String(128), nullable=False, server_default=""),   # host:pid
+    # tick: collect + forecast + notify (scheduler, run-once); cycle: forecast only
+    Column("kind", String(8), nullable=False, server_default="cycle"),
+    Column("stages", JSON, nullable=True),               # stage -> seconds (ticks)
     UniqueConstraint("issued_at", "revision", name="uq_cycle_runs_issue"),
+    Index("ix_cycle_runs_kind_issued", "kind", "issued_at"),
+)
+
+# How each source fared in a tick: payloads fetched, rows stored, what failed.
+cycle_source_outcomes = Table(
+    "cycle_source_outcomes", metadata,
+    Column("cycle_id", Integer, ForeignKey("cycle_runs.id"), primary_key=True),
+    Column("source", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),        # ok | partial | failed | timed_out
+    Column("payloads", Integer, nullable=False, server_default="0"),
+    Column("rows", Integer, nullable=False, server_default="0"),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("seconds", Float, nullable=True),
+    Column("message", Text, nullable=True),
 )
 
 # The issue-time lock on SQLite (PostgreSQL uses an advisory lock instead): one row per issue
