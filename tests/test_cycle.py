@@ -195,7 +195,7 @@ def test_any_error_in_one_river_is_recorded_and_the_run_is_closed(engine: Engine
             raise RuntimeError("disk on fire")
         return real(conn, fc, **kw)
 
-    monkeypatch.setattr(cycle_module, "save_forecast", save)
+    monkeypatch.setattr(cycle_mod, "save_forecast", save)
     ctx = Context.of(engine, cat, clock=TickingClock(NOW))
     report = run_cycle(ctx, T, models=_provider(models))
     status = {o.river_id: (o.status, o.message) for o in report.outcomes}
