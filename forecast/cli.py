@@ -204,11 +204,17 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
+    if getattr(args, "no_scheduler", False):
+        os.environ["FORECAST_SCHEDULER"] = "false"   # read by the app factory
     settings = load_settings()
     # The API is started by its import string, not imported: entry points stay independent.
-    print(f"serving on http://{settings.http_host}:{settings.http_port}/ (Ctrl-C to stop)")
+    what = "API + scheduler" if settings.scheduler else "API only (no scheduler)"
+    print(f"serving {what} on http://{settings.http_host}:{settings.http_port}/ "
+          "(Ctrl-C to stop)", flush=True)
     uvicorn.run("forecast.api.main:app_from_env", factory=True, host=settings.http_host,
                 port=settings.http_port, log_level="warning")
     return 0
@@ -290,6 +296,68 @@ def cmd_cycle(args: argparse.Namespace) -> int:
     return 0 if report.status == "ok" else 1
 
 
+def _print_tick(t: Any) -> None:
+    if t.skipped:
+        print(f"{t.issued_at:%Y-%m-%d %H:%M}Z: skipped: {t.skipped}")
+        return
+    for s in t.sources:
+        print(f"  source {s.source:<12} {s.status:<9} {s.payloads} payload(s), {s.rows} rows"
+              + (f"; {s.message}" if s.message else ""))
+    for o in t.cycle.outcomes:
+        print(f"  {o.river_id:<14} {o.status:<9} {o.model_version or '':<26} {o.message or ''}")
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in t.stages.items())
+    print(f"tick {t.cycle.cycle_id} at {t.issued_at:%Y-%m-%d %H:%M}Z (revision "
+          f"{t.cycle.revision}): {t.status} ({stages})")
+
+
+def cmd_run_once(args: argparse.Namespace) -> int:
+    """One operational tick: collect every source, forecast every river, notify, record."""
+    from forecast.pipeline.tick import run_due, run_tick
+
+    ctx = _ctx()
+    if args.at is None:
+        due = run_due(ctx, trigger="run-once")
+        for t in due.ticks:
+            _print_tick(t)
+        for t in due.locked:
+            print(f"{t:%Y-%m-%d %H:%M}Z: being run by another process, skipped")
+        if not due.ticks and not due.locked:
+            print("nothing due: every recent issue time has a finished tick")
+        return 0 if all(t.status in ("ok", "skipped") for t in due.ticks) else 1
+    tick = run_tick(ctx, args.at, trigger="run-once", force=args.force)
+    _print_tick(tick)
+    return 0 if tick.status in ("ok", "skipped") else 1
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """The scheduler alone, until SIGTERM/SIGINT."""
+    from forecast.pipeline.schedule import Scheduler
+
+    ctx = _ctx()
+    sched = Scheduler(ctx)
+    print(f"scheduler on {ctx.database_label}: ticks at minutes {ctx.settings.tick_minutes} "
+          f"(UTC), catch-up up to {ctx.settings.catchup_limit} issue times; Ctrl-C or SIGTERM "
+          "stops after the running tick", flush=True)
+    sched.run_until_signal()
+    return 0
+
+
+def cmd_ready(args: argparse.Namespace) -> int:
+    """Readiness: exit 0 when the newest tick is on time (stale inputs are listed)."""
+    from forecast.pipeline.status import readiness
+
+    r = readiness(_ctx())
+    last = r.last_tick
+    head = "ready" if r.ready else "NOT READY"
+    print(f"{head}: expected a tick of {r.expected_issue_time:%Y-%m-%d %H:%M}Z; newest tick "
+          + (f"{last['issued_at']:%Y-%m-%d %H:%M}Z ({last['status']})" if last else "none"))
+    for p in r.problems:
+        print(f"  problem: {p}")
+    for s in r.stale:
+        print(f"  stale: {s}")
+    return 0 if r.ready else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: SQLite, catalogue, simulated history ingested through the replay
     path, models trained (or loaded), one forecast cycle, then serve."""
@@ -315,6 +383,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         print("demo ready (--no-serve given)")
         return 0
+    import os
+
+    # The serving process replays the simulated future live, on a clock that starts where
+    # the history ends and runs --speed times faster than the wall clock.
+    origin = report.end + timedelta(minutes=ctx.settings.tick_delay_min)
+    os.environ["FORECAST_REPLAY"] = str(report.replay)
+    if args.speed != 1:   # at speed 1 the simulated time is the wall clock
+        os.environ["FORECAST_CLOCK_SPEED"] = repr(args.speed)
+        os.environ["FORECAST_CLOCK_ORIGIN"] = origin.isoformat()
+    print(f"live demo: replaying SIMULATED data from {report.end:%Y-%m-%d %H:%M}Z at speed "
+          f"{args.speed:g} (a tick every {30 / args.speed:g} wall minutes); typhoon from "
+          f"{report.typhoon_at:%Y-%m-%d %H:%M}Z", flush=True)
     return cmd_serve(args)
 
 
@@ -424,7 +504,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rain-product", default=None, help="rain-vintage product to use")
     s.set_defaults(func=cmd_cycle)
 
-    s = sub.add_parser("serve", help="run the HTTP API and web page")
+    s = sub.add_parser("run-once", help="one operational tick: collect every source, "
+                       "forecast every river, notify, record (what the scheduler runs)")
+    s.add_argument("--at", type=issue_time_arg, help="issue time (whole or half UTC hour; "
+                   "default: every due one, like the scheduler, missed ones first)")
+    s.add_argument("--force", action="store_true",
+                   help="run --at again although it has a finished tick (a new revision)")
+    s.set_defaults(func=cmd_run_once)
+
+    s = sub.add_parser("scheduler", help="run the scheduler alone (ticks at FORECAST_TICK_"
+                       "MINUTES past the hour, catch-up, issue-time lock) until SIGTERM")
+    s.set_defaults(func=cmd_scheduler)
+
+    s = sub.add_parser("ready", help="readiness: exit 0 when the newest tick ran on time; "
+                       "lists stale inputs")
+    s.set_defaults(func=cmd_ready)
+
+    s = sub.add_parser("serve", help="run the HTTP API and web page, and the scheduler")
+    s.add_argument("--no-scheduler", action="store_true",
+                   help="API and page only (run `forecast scheduler` elsewhere)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")
@@ -433,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--end", type=issue_time_arg, help="issue time of the demo cycle "
                    "(default: this hour); with the seed it makes the demo reproducible")
     s.add_argument("--no-serve", action="store_true", help="prepare data, do not serve")
+    s.add_argument("--speed", type=positive, default=1.0,
+                   help="replay speed: 60 = one simulated hour per wall minute (default 1)")
+    s.add_argument("--no-scheduler", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -46,3 +46,27 @@ class FixedClock:
     def advance(self, by: timedelta) -> None:
         """Move the clock forward by ``by``."""
         self._at += by
+
+
+class ScaledClock:
+    """A clock that runs ``speed`` times faster than the wall clock from ``origin``: at wall
+    time ``wall_origin + d`` it reads ``origin + speed * d`` (the live demo's
+    ``--speed 60`` = one simulated hour per wall minute). ``wall`` is the wall clock read
+    (``SystemClock`` unless given: tests pass a ``FixedClock``)."""
+
+    def __init__(self, origin: datetime, speed: float, *, wall: Clock | None = None) -> None:
+        if origin.tzinfo is None:
+            raise ValueError(f"naive datetime {origin!r}: pass a timezone-aware time")
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self._wall = wall or SystemClock()
+        self._origin = origin.astimezone(UTC)
+        self._wall_origin = self._wall.now()
+        self.speed = float(speed)
+
+    def now(self) -> datetime:
+        return self._origin + (self._wall.now() - self._wall_origin) * self.speed
+
+    def wall_seconds(self, simulated: timedelta) -> float:
+        """Wall seconds that ``simulated`` time takes on this clock."""
+        return simulated.total_seconds() / self.speed

@@ -12,11 +12,25 @@ FORECAST_LOG_LEVEL       DEBUG | INFO | WARNING | ERROR (default INFO)
 FORECAST_LOG_JSON        true for JSON-lines logs (default false)
 FORECAST_HTTP_HOST/PORT  where the API listens (default 127.0.0.1:8000)
 FORECAST_SEED            seed of the simulated demo data (default 20240601)
+FORECAST_TICK_MINUTES    minutes past the hour the scheduler ticks (default "20,50": after
+                         JMA's 降水短時間予報 deliveries); each tick runs issue time
+                         floor(now - FORECAST_TICK_DELAY_MIN, 30 min)
+FORECAST_TICK_DELAY_MIN  minutes between an issue time and its tick (default 20)
+FORECAST_CATCHUP_LIMIT   at most this many issue times per tick, oldest first: the current one
+                         and missed ones after downtime (default 6 = 3 hours)
+FORECAST_MISFIRE_GRACE_S a tick that starts this late is still run (default 600)
+FORECAST_SOURCE_TIMEOUT_S time limit of each source's fetching in a tick (default 60)
+FORECAST_REPLAY          replay file (``forecast demo`` writes one): ticks ingest from it
+                         instead of the live sources
+FORECAST_CLOCK_SPEED     demo clock speed (default 1 = wall clock); with
+FORECAST_CLOCK_ORIGIN    the simulated time at process start (ISO 8601 with offset)
+FORECAST_SCHEDULER       false: ``forecast serve`` runs the API only (default true)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +54,30 @@ class Settings(BaseModel):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     seed: int = 20240601
+    tick_minutes: str = "20,50"
+    tick_delay_min: int = Field(default=20, ge=0, le=29)
+    catchup_limit: int = Field(default=6, ge=1, le=96)
+    misfire_grace_s: int = Field(default=600, ge=1)
+    source_timeout_s: float = Field(default=60.0, gt=0)
+    replay: Path | None = None
+    clock_speed: float = Field(default=1.0, gt=0, le=10000)
+    clock_origin: datetime | None = None
+    scheduler: bool = True
+
+    @field_validator("tick_minutes")
+    @classmethod
+    def _minutes(cls, v: str) -> str:
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() and 0 <= int(p) <= 59 for p in parts):
+            raise ValueError("must be minutes past the hour, comma-separated, e.g. 20,50")
+        return ",".join(str(int(p)) for p in parts)
+
+    @field_validator("clock_origin")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-12-01T09:00Z")
+        return v
 
     @field_validator("database_url")
     @classmethod

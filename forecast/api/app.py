@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from forecast import __version__
 from forecast.catalogue import THRESHOLD_LABELS, River
 from forecast.errors import CatalogueError
-from forecast.pipeline import views
+from forecast.pipeline import status, views
 from forecast.pipeline.context import Context
+from forecast.pipeline.schedule import Scheduler
 
 
 def _river_json(r: River) -> dict[str, Any]:
@@ -40,15 +44,40 @@ def _num(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def create_app(ctx: Context) -> FastAPI:
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def create_app(ctx: Context, *, scheduler: bool = False) -> FastAPI:
     """Build the app on a context whose database schema is migrated (checked here).
 
-    Whether the data are simulated is read from the stored observations' sources, so the label
-    cannot be forgotten by whoever starts the server."""
+    ``scheduler``: also run the operational scheduler in this process (started and stopped
+    with the app: ``forecast serve``). Whether the data are simulated is read from the stored
+    observations' sources, so the label cannot be forgotten by whoever starts the server."""
     views.ready(ctx)
     catalogue = ctx.catalogue
     simulated = views.simulated(ctx)
-    app = FastAPI(title="Mie river water-level forecasts (水位予測)", version=__version__)
+    registry = status.metrics_registry(ctx)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sched = Scheduler(ctx) if scheduler else None
+        if sched is not None:
+            sched.start()
+        try:
+            yield
+        finally:
+            if sched is not None:   # waits for a running tick
+                sched.shutdown(wait=True)
+
+    app = FastAPI(title="Mie river water-level forecasts (水位予測)", version=__version__,
+                  lifespan=lifespan)
     data_label = "SIMULATED (demo data, not real observations)" if simulated else "observed"
 
     def river_or_404(river_id: str) -> River:
@@ -61,6 +90,21 @@ def create_app(ctx: Context) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__,
                 "schema_revision": views.schema_revision(ctx), "data": data_label}
+
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        """Readiness: 200 when the newest scheduled tick finished on time, else 503; lists
+        stale inputs either way."""
+        r = status.readiness(ctx)
+        body = {"ready": r.ready, "checked_at": r.checked_at.isoformat(),
+                "expected_issue_time": r.expected_issue_time.isoformat(),
+                "problems": r.problems, "stale": r.stale, "data": data_label,
+                "last_tick": _jsonable(r.last_tick)}
+        return JSONResponse(body, status_code=200 if r.ready else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(status.metrics_text(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/rivers")
     def rivers() -> dict[str, Any]:

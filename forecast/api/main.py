@@ -14,4 +14,4 @@ def app_from_env() -> FastAPI:
     """Build the app from FORECAST_* settings."""
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    return create_app(Context.from_settings(settings))
+    return create_app(Context.from_settings(settings), scheduler=settings.scheduler)

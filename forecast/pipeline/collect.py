@@ -83,6 +83,14 @@ class SourceReport:
         return not self.error and not self.failed_stations and all(
             p.status in ("stored", "not_modified") for p in self.payloads)
 
+    @property
+    def failures(self) -> list[tuple[str, str, str]]:
+        """(source, url or station, error) of everything that failed."""
+        out = [(self.name, "", self.error)] if self.error else []
+        out += [(self.name, p.url, p.error) for p in self.payloads if p.error]
+        out += [(self.name, st, e) for st, e in self.failed_stations.items()]
+        return out
+
 
 @dataclass
 class CollectReport:
@@ -103,11 +111,7 @@ class CollectReport:
     @property
     def failures(self) -> list[tuple[str, str, str]]:
         """(source, url or station, error) of everything that failed."""
-        out = [(s.name, "", s.error) for s in self.sources.values() if s.error]
-        for s in self.sources.values():
-            out += [(s.name, p.url, p.error) for p in s.payloads if p.error]
-            out += [(s.name, st, e) for st, e in s.failed_stations.items()]
-        return out
+        return [f for s in self.sources.values() for f in s.failures]
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue, load_catalogue
-from forecast.clock import Clock, SystemClock
+from forecast.clock import Clock, ScaledClock, SystemClock
 from forecast.ingest.fetch import Fetcher
 from forecast.settings import Settings, load_settings
 from forecast.storage.engine import create_engine, redact
@@ -49,6 +49,9 @@ class Context:
                       ) -> Context:
         """The context of an entry point: settings from the environment unless given."""
         settings = settings or load_settings()
+        if clock is None and (settings.clock_speed != 1 or settings.clock_origin is not None):
+            clock = ScaledClock(settings.clock_origin or SystemClock().now(),
+                                settings.clock_speed)
         clock = clock or SystemClock()
         return cls(settings=settings, catalogue=load_catalogue(settings.catalogue),
                    engine=create_engine(settings.db_url), clock=clock,

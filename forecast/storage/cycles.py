@@ -9,6 +9,9 @@ belongs to a process that died and is taken over.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +31,8 @@ from forecast.storage.tables import (
     cycle_runs,
     cycle_source_outcomes,
 )
+
+log = logging.getLogger(__name__)
 
 LOCK_TTL = timedelta(minutes=30)
 """A SQLite lock row older than this is taken over (its process is presumed dead)."""
@@ -126,6 +131,21 @@ def read_outcomes(conn: Connection, cycle_id: int) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
+def _dead_here(owner: str) -> bool:
+    """Whether ``owner`` (host:pid) is a process of this host that no longer runs (killed):
+    its SQLite lock row can be taken at once instead of after ``LOCK_TTL``."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:   # runs, under another user
+        return False
+    return False
+
+
 def _lock_key(issued_at: datetime) -> int:
     """A stable signed 64-bit advisory-lock key for an issue time."""
     crc = zlib.crc32(b"forecast-cycle")
@@ -147,12 +167,19 @@ def issue_lock(engine: Engine, issued_at: datetime, *, owner: str, now: datetime
             try:
                 yield
             finally:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-                conn.commit()
+                try:
+                    conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                    conn.commit()
+                except sa.exc.DBAPIError:   # connection lost (server restart): lock is gone
+                    log.warning("issue-time lock of %s: connection lost; the server has "
+                                "released the lock", issued_at)
         return
     cl = cycle_locks
     with transaction(engine, "taking the issue-time lock") as conn:
         conn.execute(cl.delete().where(cl.c.issued_at == issued_at, cl.c.expires_at < now))
+        holder = conn.execute(sa.select(cl.c.owner).where(cl.c.issued_at == issued_at)).scalar()
+        if holder is not None and _dead_here(holder):
+            conn.execute(cl.delete().where(cl.c.issued_at == issued_at, cl.c.owner == holder))
         try:
             with conn.begin_nested():
                 conn.execute(cl.insert().values(issued_at=issued_at, owner=owner,
@@ -168,3 +195,20 @@ def issue_lock(engine: Engine, issued_at: datetime, *, owner: str, now: datetime
     finally:
         with transaction(engine, "releasing the issue-time lock") as conn:
             conn.execute(cl.delete().where(cl.c.issued_at == issued_at, cl.c.owner == owner))
+
+
+def tick_counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """Number of tick runs per (status, trigger)."""
+    cr = cycle_runs
+    rows = conn.execute(sa.select(cr.c.status, cr.c.trigger, sa.func.count())
+                        .where(cr.c.kind == "tick").group_by(cr.c.status, cr.c.trigger))
+    return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+def source_failure_totals(conn: Connection) -> dict[str, tuple[int, int]]:
+    """Per source: (ticks it was not ok in, failures summed) over all ticks."""
+    o = cycle_source_outcomes
+    rows = conn.execute(sa.select(
+        o.c.source, sa.func.sum(sa.case((o.c.status != "ok", 1), else_=0)),
+        sa.func.sum(o.c.failures)).group_by(o.c.source))
+    return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}

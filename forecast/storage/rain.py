@@ -59,3 +59,16 @@ def read_rain_vintages(conn: Connection, *, product: str | None = None,
         df[c] = pd.to_datetime(df[c], utc=True)
     return frames.rain_vintages(df)
 
+
+
+def latest_vintages(conn: Connection, *, before: datetime | None = None) -> pd.DataFrame:
+    """Newest issue time per rain product (at or before ``before``): ``product, issued_at``."""
+    t = rain_vintages
+    q = sa.select(t.c.product, sa.func.max(t.c.issued_at).label("issued_at"))
+    if before is not None:
+        q = q.where(t.c.issued_at <= before)
+    rows = conn.execute(q.group_by(t.c.product).order_by(t.c.product)).all()
+    df = pd.DataFrame(rows, columns=["product", "issued_at"])
+    # an aggregate loses the column type on SQLite: parse the text or datetime here
+    df["issued_at"] = pd.to_datetime(df["issued_at"], utc=True, format="ISO8601")
+    return df
