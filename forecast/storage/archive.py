@@ -117,3 +117,12 @@ def failed_fetches(conn: Connection, source: str | None = None) -> list[dict[str
     if source is not None:
         q = q.where(raw_fetches.c.source == source)
     return [dict(r._mapping) for r in conn.execute(q.order_by(raw_fetches.c.id))]
+
+
+def read_fetches(conn: Connection, source: str | None = None) -> list[dict[str, object]]:
+    """Every archived fetch (oldest first): id, sha256, source, uri, fetched_at, parse status,
+    error and rows."""
+    q = sa.select(raw_fetches)
+    if source is not None:
+        q = q.where(raw_fetches.c.source == source)
+    return [dict(r._mapping) for r in conn.execute(q.order_by(raw_fetches.c.id))]
