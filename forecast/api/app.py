@@ -54,11 +54,11 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def create_app(ctx: Context, *, scheduler: bool = False) -> FastAPI:
+def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
     """Build the app on a context whose database schema is migrated (checked here).
 
     ``scheduler``: also run the operational scheduler in this process (started and stopped
-    with the app: ``forecast serve``). Whether the data are simulated is read from the stored
+    with the app: ``forecast serve``); True builds one on ``ctx``. Whether the data are simulated is read from the stored
     observations' sources, so the label cannot be forgotten by whoever starts the server."""
     views.ready(ctx)
     catalogue = ctx.catalogue
@@ -67,7 +67,8 @@ def create_app(ctx: Context, *, scheduler: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sched = Scheduler(ctx) if scheduler else None
+        sched = scheduler if isinstance(scheduler, Scheduler) else \
+            Scheduler(ctx) if scheduler else None
         if sched is not None:
             sched.start()
         try:
