@@ -58,8 +58,9 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
     """Build the app on a context whose database schema is migrated (checked here).
 
     ``scheduler``: also run the operational scheduler in this process (started and stopped
-    with the app: ``forecast serve``); True builds one on ``ctx``. Whether the data are simulated is read from the stored
-    observations' sources, so the label cannot be forgotten by whoever starts the server."""
+    with the app: ``forecast serve``); True builds one on ``ctx``. Whether the data are
+    simulated is read from the stored observations' sources, so the label cannot be forgotten
+    by whoever starts the server."""
     views.ready(ctx)
     catalogue = ctx.catalogue
     simulated = views.simulated(ctx)
