@@ -89,6 +89,8 @@ def test_metrics_describe_the_newest_tick_rivers_and_sources(ticked) -> None:  #
     assert m["forecast_ticks_missed_24h"] == [({}, 0.0)]
     assert m["forecast_last_tick_age_seconds"][0][1] == 25 * 60
     assert all(v < 3600 for _, v in m["forecast_station_age_seconds"])
+    assert [lb["source"] for lb, _ in m["forecast_source_age_seconds"]] == ["simulated"]
+    assert m["forecast_source_age_seconds"][0][1] <= 25 * 60
 
 
 def test_http_ready_and_metrics(ticked) -> None:  # type: ignore[no-untyped-def]

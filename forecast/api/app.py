@@ -185,6 +185,18 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
                 return f"<b>data problem / 低信頼</b> ({when}): {why}"
             return f"forecast {when}"
 
+        ready = status.readiness(ctx)
+        last = ready.last_tick
+        jst = lambda t: (pd.Timestamp(t) + pd.Timedelta(hours=9)).strftime(  # noqa: E731
+            "%m-%d %H:%M JST")
+        tick_line = ("no scheduled tick has run yet" if last is None else
+                     f"last tick: issue time {jst(last['issued_at'])} ({last['status']})")
+        state = ("on time" if ready.ready else
+                 "<b>LATE</b>: " + html.escape("; ".join(ready.problems)))
+        stale = (f"{len(ready.stale)} stale input(s): " + html.escape("; ".join(ready.stale[:5]))
+                 + (" …" if len(ready.stale) > 5 else "")) if ready.stale else "no stale inputs"
+        strip = (f"<p>{tick_line} — {state} — {stale} — now {jst(ctx.clock.now())}"
+                 "</p>")
         rows = "".join(
             f"<tr><td>{r.name_ja}</td><td>{r.name_en}</td><td>{r.gauge.name_ja}</td>"
             f"<td>{' / '.join(f'{v:.2f}' for _, v in r.thresholds.ladder())}</td>"
@@ -196,8 +208,10 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
         return (
             "<!doctype html><html lang='ja'><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<meta http-equiv='refresh' content='60'>"
             "<title>三重県 水位予測</title>"
             f"<h1>三重県 水位予測 (water-level forecasts)</h1><p><b>Data: {data_label}</b></p>"
+            f"{strip}"
             "<p>水位予測通知 for flood-control staff; not a JMA warning (警報/注意報).</p>"
             "<table border=1><tr><th>河川</th><th>River</th><th>観測所</th>"
             "<th>基準水位 m (待機/注意/避難判断/危険)</th><th>latest forecast</th>"

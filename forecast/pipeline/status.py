@@ -9,7 +9,9 @@ second machine — tells the same story): input freshness, readiness and Prometh
   make the service unready (it still forecasts, honestly labelled).
 * ``metrics_text(ctx)``: the Prometheus exposition (prometheus-client) of tick duration and
   stages, ticks by status and trigger (caught-up ticks have trigger ``catchup``), issue times
-  missed, per-river status of the newest tick, per-source ticks not ok, failures and age.
+  missed, per-river status of the newest tick, per-source ticks not ok, failures and age
+  (newest reading over the source's stations), per-station age and stale counts, rain-product
+  age.
 """
 
 from __future__ import annotations
@@ -207,6 +209,17 @@ class _DbCollector(Collector):
             stale.add_metric([str(role)], float(part["status"].isin(["stale", "never"]).sum()))
         yield age
         yield stale
+        src_of = {(g.code, g.variable): g.source for r in ctx.catalogue.rivers for g in r.gauges}
+        src_of |= {(g.code, RAIN): g.source for r in ctx.catalogue.rivers for g in r.rain_gauges}
+        ages = fresh.stations.assign(source=[src_of.get((a, b), "?") for a, b in zip(
+            fresh.stations["station_id"], fresh.stations["variable"], strict=True)])
+        by_source = GaugeMetricFamily("forecast_source_age_seconds", "Age of the newest usable "
+                                      "reading of each ingest source (over its stations)",
+                                      labels=["source"])
+        for source, part in ages.groupby("source"):
+            if part["age_min"].notna().any():
+                by_source.add_metric([str(source)], float(part["age_min"].min()) * 60.0)
+        yield by_source
         prod = GaugeMetricFamily("forecast_rain_product_age_seconds", "Age of each rain "
                                  "product's newest vintage", labels=["product"])
         for row in fresh.products.itertuples(index=False):
