@@ -175,7 +175,7 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
             str(rec["river_id"]): {str(k): v for k, v in rec.items()}
             for rec in latest.drop_duplicates("river_id").to_dict("records")}
 
-        def status(r: River) -> str:
+        def river_status(r: River) -> str:
             run = runs.get(r.id)
             if run is None:
                 return "no forecast"
@@ -200,7 +200,7 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
         rows = "".join(
             f"<tr><td>{r.name_ja}</td><td>{r.name_en}</td><td>{r.gauge.name_ja}</td>"
             f"<td>{' / '.join(f'{v:.2f}' for _, v in r.thresholds.ladder())}</td>"
-            f"<td>{status(r)}</td>"
+            f"<td>{river_status(r)}</td>"
             f"<td>{'provisional: ' + ', '.join(r.provisional_parts) if r.provisional_parts else ''}"
             "</td></tr>"
             for r in catalogue.rivers
