@@ -170,3 +170,40 @@ def test_scaled_clock_runs_speed_times_faster() -> None:
     wall.advance(timedelta(minutes=1))
     assert clock.now() == T + timedelta(hours=1)
     assert pd.Timestamp(clock.now()).tzinfo is not None
+
+
+def test_forecast_scheduler_stops_cleanly_on_sigterm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The real process: ``forecast scheduler`` catches up at start, then SIGTERM stops it
+    after the running tick, exit 0, no run left "running"."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "FORECAST_DATA_DIR": str(tmp_path), "FORECAST_CATCHUP_LIMIT": "2",
+           "FORECAST_MODELS_DIR": str(tmp_path / "models")}
+    cli = [sys.executable, "-m", "forecast.cli"]
+    subprocess.run([*cli, "init-db"], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen([*cli, "scheduler"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    engine = create_engine(f"sqlite:///{tmp_path / 'forecast.db'}")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:   # wait for the start-up catch-up to finish
+            runs = run(engine, cycles.read_cycles, kind="tick")
+            if len(runs) == 2 and runs["finished_at"].notna().all():
+                break
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    runs = run(engine, cycles.read_cycles, kind="tick")
+    engine.dispose()
+    assert proc.returncode == 0, out
+    assert "stopping after the running tick" in out and "scheduler stopped" in out
+    # no data at all: every river failed, and each run says so and is closed
+    assert len(runs) == 2 and set(runs["status"]) == {"failed"}
+    assert runs["finished_at"].notna().all()
