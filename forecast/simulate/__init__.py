@@ -8,10 +8,13 @@ silence, late data) → simulated catchment rain forecasts. Everything it return
 
 Entry points::
 
-    simulate(catalogue, start, end, *, seed=0) -> SimulatedData
-    simulate_river(river, start, end, seed=0) -> SimulatedData
+    simulate(catalogue, start, end, *, seed=0, storms=()) -> SimulatedData
+    simulate_river(river, start, end, seed=0, *, storms=()) -> SimulatedData
+    ForcedStorm(start, kind="typhoon", mean_mm_h=FORCED_TYPHOON_MM_H, duration_h=None, peak=0.6)
 """
 
 from forecast.simulate.engine import LABEL, NOTICE, SimulatedData, simulate, simulate_river
+from forecast.simulate.rain import FORCED_TYPHOON_MM_H, ForcedStorm
 
-__all__ = ["LABEL", "NOTICE", "SimulatedData", "simulate", "simulate_river"]
+__all__ = ["FORCED_TYPHOON_MM_H", "LABEL", "NOTICE", "ForcedStorm", "SimulatedData", "simulate",
+           "simulate_river"]

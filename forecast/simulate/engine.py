@@ -5,6 +5,7 @@ Pure: time window and seed are arguments; nothing reads the clock or touches fil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -52,7 +53,8 @@ class SimulatedData:
     meta
         ``label`` ("SIMULATED"), ``notice``, ``seed``, ``start``, ``end`` (ISO UTC),
         ``rivers`` (per-river parameters, rating curves, threshold discharges), ``rain_gauges``,
-        ``storm_counts``.
+        ``storm_counts`` (random storms) and, only when storms were forced, ``forced_storms``
+        (kind, start, duration_h, mean_mm_h, peak of each).
     """
 
     observations: pd.DataFrame
@@ -81,13 +83,15 @@ def _unique_rain_gauges(rivers: tuple[River, ...]) -> list[RainGauge]:
 
 
 def _rain(cat: Catalogue, times10: NDArray[np.int64], rng: np.random.Generator,
-          rain_factor: FloatArray) -> tuple[list[RainGauge], FloatArray, FloatArray, rain.Regional]:
+          rain_factor: FloatArray, forced: Sequence[tuple[int, rain.ForcedStorm]] = (),
+          rng_forced: np.random.Generator | None = None,
+          ) -> tuple[list[RainGauge], FloatArray, FloatArray, rain.Regional]:
     """Gauge rain (T10, G) and catchment rain (T10, R), mm per 10 minutes."""
     rgs = _unique_rain_gauges(cat.rivers)
     lat = np.array([g.lat for g in rgs])
     lon = np.array([g.lon for g in rgs])
-    regional = rain.regional_process(times10, rng)
-    at_gauge = rain.gauge_rain(regional, lat, lon, rng)
+    regional = rain.regional_process(times10, rng, forced)
+    at_gauge = rain.gauge_rain(regional, lat, lon, rng, rng_forced)
     index = {g.code: i for i, g in enumerate(rgs)}
     weights = np.zeros((len(rgs), len(cat.rivers)))
     for j, r in enumerate(cat.rivers):
@@ -98,27 +102,38 @@ def _rain(cat: Catalogue, times10: NDArray[np.int64], rng: np.random.Generator,
 
 
 def simulate(catalogue: Catalogue, start: datetime, end: datetime, *,
-             seed: int = 0) -> SimulatedData:
+             seed: int = 0, storms: Sequence[rain.ForcedStorm] = ()) -> SimulatedData:
     """Simulate rain, discharge, stage, gauge readings and rain forecasts over ``[start, end)``.
 
-    ``start``/``end`` must be timezone-aware; the same ``seed`` gives identical frames. Raises
-    ``SimulationError`` for a naive or empty window and ``CatalogueError`` for a bad
-    ``River.simulation`` override. See ``SimulatedData`` for the frames' columns.
+    ``start``/``end`` must be timezone-aware; the same ``seed`` gives identical frames.
+    ``storms``: ``ForcedStorm``s (e.g. the demo's typhoon) added on top of the random storms;
+    they draw from a generator of their own, so everything before the first of them starts is
+    identical to the run without them (and without any, the output is what it always was).
+    Raises ``SimulationError`` for a naive or empty window or a forced storm that is naive or
+    starts at or after ``end``, and ``CatalogueError`` for a bad ``River.simulation``
+    override. See ``SimulatedData`` for the frames' columns.
     """
     t_start, t_end = _utc_ns(start, "start"), _utc_ns(end, "end")
     if t_end - t_start < _HOUR_NS:
         raise SimulationError(f"end {end.isoformat()} must be at least 1 h after start")
+    forced = [(_utc_ns(s.start, "forced storm start"), s) for s in storms]
+    for t, s in forced:
+        if t >= t_end:
+            raise SimulationError(f"forced {s.kind} at {s.start.isoformat()} starts at or "
+                                  f"after the window's end {end.isoformat()}")
     first = (t_start // _HOUR_NS) * _HOUR_NS - SPINUP_DAYS * 86_400 * 1_000_000_000
     n_hours = -(-(t_end - first) // _HOUR_NS) + max(rain_forecast.LEADS_H) + 1
     hours = first + (np.arange(n_hours, dtype=np.int64) + 1) * _HOUR_NS
     times10 = first + (np.arange(n_hours * 6, dtype=np.int64) + 1) * _STEP_NS
     rivers = catalogue.rivers
     params = [runoff.river_parameters(r) for r in rivers]
-    rng_rain, rng_gauge, rng_fc = (np.random.default_rng(s)
-                                   for s in np.random.SeedSequence(seed).spawn(3))
+    # The fourth child (forced storms only) leaves the first three, and so the rest, unchanged.
+    rng_rain, rng_gauge, rng_fc, rng_forced = (np.random.default_rng(s)
+                                               for s in np.random.SeedSequence(seed).spawn(4))
 
     factor = np.array([p["rain_factor"] for p in params])
-    rgs, gauge_rain, catch10, regional = _rain(catalogue, times10, rng_rain, factor)
+    rgs, gauge_rain, catch10, regional = _rain(catalogue, times10, rng_rain, factor,
+                                               forced, rng_forced)
     rain_h = rain.hourly(catch10)
     stacked = {k: np.array([p[k] for p in params]) for k in (*runoff.TANK_KEYS, "route_k_h")}
     run = runoff.run_tanks(rain_h, runoff.potential_et_mm_h(hours), stacked)
@@ -170,6 +185,10 @@ def simulate(catalogue: Catalogue, start: datetime, end: datetime, *,
                              rd.delay_s[keep]))
 
     win_h = (hours >= t_start) & (hours < t_end)
+    extra_meta: dict[str, Any] = {} if not storms else {"forced_storms": [
+        {"kind": s.kind, "start": pd.Timestamp(t, tz="UTC").isoformat(),
+         "duration_h": s.hours, "mean_mm_h": s.mean_mm_h, "peak": s.peak}
+        for t, s in forced]}
     return SimulatedData(
         observations=_observations(level_blocks),
         truth=_truth(rivers, hours[win_h], stage_h[win_h], rain_h[win_h], q_h[win_h]),
@@ -185,6 +204,7 @@ def simulate(catalogue: Catalogue, start: datetime, end: datetime, *,
                                          np.array([g.lat]), np.array([g.lon]))[0])}
                             for g in rgs},
             "storm_counts": regional.n_events,
+            **extra_meta,
         },
     )
 
@@ -230,8 +250,8 @@ def _truth(rivers: tuple[River, ...], hours: NDArray[np.int64], stage: FloatArra
 
 
 def simulate_river(river: River, start: datetime, end: datetime,
-                   seed: int = 0) -> SimulatedData:
+                   seed: int = 0, *, storms: Sequence[rain.ForcedStorm] = ()) -> SimulatedData:
     """``simulate`` for a one-river catalogue (handy in tests)."""
     cat = Catalogue(name=f"simulated-{river.id}", description=NOTICE, rivers=(river,))
-    return simulate(cat, start, end, seed=seed)
+    return simulate(cat, start, end, seed=seed, storms=storms)
 

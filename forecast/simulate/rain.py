@@ -14,19 +14,25 @@ SIMULATED DATA. The process is a cheap caricature of Mie Prefecture's rain clima
   matrix). Convective storms use a short ``L`` and a larger ``sigma``, so neighbouring gauges
   agree less during thunderstorms than during fronts and typhoons;
 * inside Mie the south-east (尾鷲/熊野 coast) gets more rain than the Ise Bay plain
-  (``mie_rain_factor``), as the real climate does.
+  (``mie_rain_factor``), as the real climate does;
+* a ``ForcedStorm`` (the demo's typhoon) can be placed by hand on top of the random storms; it
+  draws from its own generator, so everything before it starts is unchanged.
 
 All functions are pure: they take the time grid and a ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import lfilter
+
+from forecast.errors import SimulationError
 
 FloatArray = NDArray[np.float64]
 
@@ -77,6 +83,62 @@ STORM_TYPES: Final[tuple[StormType, ...]] = (
 )
 
 
+_STORM_NAMES: Final = {s.name: s for s in STORM_TYPES}
+FORCED_TYPHOON_MM_H: Final = 18.0
+"""Regional event-mean intensity (mm/h) of a forced typhoon: the 98th percentile of the random
+typhoons' gamma(shape 1.6, mean 5.5 mm/h), i.e. about a 1-in-25-years typhoon at ~2 a year.
+Over the type's median 30 h that is ~540 mm regionally before the climate factor (up to 2.2 on
+the 尾鷲 coast) and the gauge field (docs/simulation.md, "Forced storms"). Chosen so the demo
+floods several rivers whatever the season: at 14 mm/h demos started in April, August or
+October saw only 1-3 of the 38 rivers reach 氾濫注意."""
+_MAX_FORCED_MM_H: Final = 25.0   # ~ the 2011 Talas (紀伊半島大水害) 72-h mean at 上北山
+_MAX_FORCED_H: Final = 120.0
+
+
+@dataclass(frozen=True)
+class ForcedStorm:
+    """A storm placed by hand on top of the random storm process (the demo's typhoon).
+
+    ``start``: when its rain begins (timezone-aware); ``kind``: a ``STORM_TYPES`` name (its
+    convective flag; default duration = its median); ``mean_mm_h``: the fixed regional
+    event-mean intensity (mm/h, before the climate factor, the gauge field and the ~150 mm/h
+    cap); ``duration_h``: hours (None: the type's median); ``peak``: where in the storm its
+    bell-shaped profile peaks (0..1). No random draw of its own: the burst factor and the gauge
+    field roughen it like any storm.
+    """
+
+    start: datetime
+    kind: str = "typhoon"
+    mean_mm_h: float = FORCED_TYPHOON_MM_H
+    duration_h: float | None = None
+    peak: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.kind not in _STORM_NAMES:
+            raise SimulationError(f"forced storm kind {self.kind!r} is not one of "
+                                  f"{sorted(_STORM_NAMES)}")
+        if not 0.0 < self.mean_mm_h <= _MAX_FORCED_MM_H:
+            raise SimulationError(f"forced storm mean_mm_h {self.mean_mm_h} must be in "
+                                  f"(0, {_MAX_FORCED_MM_H}] mm/h (a regional multi-hour mean)")
+        if not 1.0 <= self.hours <= _MAX_FORCED_H:
+            raise SimulationError(f"forced storm duration_h {self.hours} must be 1-"
+                                  f"{_MAX_FORCED_H:.0f} h")
+        if not 0.0 <= self.peak <= 1.0:
+            raise SimulationError(f"forced storm peak {self.peak} must be within 0..1")
+
+    @property
+    def hours(self) -> float:
+        """The duration in hours (the type's median when ``duration_h`` is None)."""
+        if self.duration_h is not None:
+            return float(self.duration_h)
+        return _STORM_NAMES[self.kind].duration_median_h
+
+    @property
+    def convective(self) -> bool:
+        """Whether it rains as a convective storm (short-range gauge field)."""
+        return _STORM_NAMES[self.kind].convective
+
+
 @dataclass(frozen=True)
 class Regional:
     """Regional storm process on the 10-minute grid.
@@ -84,11 +146,14 @@ class Regional:
     ``rate_mm`` is the regional mean rain (mm per 10 min) before gauge-level variation;
     ``convective`` is the share of that rain from convective storms (0..1), which selects the
     spatial correlation length of the gauge field; ``n_events`` counts storms by type.
+    ``random_wet`` is None without forced storms; with them, the steps the random storms alone
+    wet (the gauge field is drawn for those exactly as without forced storms).
     """
 
     rate_mm: FloatArray
     convective: FloatArray
     n_events: dict[str, int]
+    random_wet: NDArray[np.bool_] | None = None
 
 
 def day_of_year(times_ns: NDArray[np.int64]) -> FloatArray:
@@ -123,10 +188,39 @@ def _profile(n: int, peak: float) -> FloatArray:
     return shape * (n / total) if total > 0 else np.ones(n)
 
 
-def regional_process(times_ns: NDArray[np.int64], rng: np.random.Generator) -> Regional:
+def _forced_rain(times_ns: NDArray[np.int64], forced: Sequence[tuple[int, ForcedStorm]],
+                 n: int) -> tuple[FloatArray, FloatArray]:
+    """Regional rain (mm per 10 min) of the forced storms, and its convective part.
+
+    A storm starting at ``t`` rains from the step ending one step after ``t`` (the step
+    covering ``(t, t + 10 min]``), for ``round(hours * 6)`` steps, clipped to the grid."""
+    extra = np.zeros(n)
+    conv = np.zeros(n)
+    if n == 0:
+        return extra, conv
+    step = STEP_MIN * 60_000_000_000
+    for start_ns, storm in forced:
+        first = -(-(start_ns - int(times_ns[0])) // step) + 1
+        m = max(1, round(storm.hours * 60 / STEP_MIN))
+        lo, hi = max(first, 0), min(first + m, n)
+        if lo >= hi:
+            continue
+        add = _profile(m, storm.peak)[lo - first: hi - first] * (
+            storm.mean_mm_h * STEP_MIN / 60.0)
+        extra[lo:hi] += add
+        if storm.convective:
+            conv[lo:hi] += add
+    return extra, conv
+
+
+def regional_process(times_ns: NDArray[np.int64], rng: np.random.Generator,
+                     forced: Sequence[tuple[int, ForcedStorm]] = ()) -> Regional:
     """Simulate storms over the 10-minute grid ``times_ns`` (int64 ns UTC, evenly spaced).
 
     Returns the regional rain rate in mm per 10 minutes (shape ``(T,)``) and the convective share.
+    ``forced``: (start as int64 ns UTC, storm) pairs added on top of the random storms; they use
+    no random numbers, so the random storms (and ``rng``'s state afterwards) are the same with
+    or without them.
     """
     n = len(times_ns)
     doy = day_of_year(times_ns)
@@ -158,12 +252,21 @@ def regional_process(times_ns: NDArray[np.int64], rng: np.random.Generator) -> R
             total[s:e] += add
             if storm.convective:
                 conv[s:e] += add
+    random_wet: NDArray[np.bool_] | None = None
+    if forced:
+        random_total = total.copy()
+        extra, extra_conv = _forced_rain(times_ns, forced, n)
+        total += extra       # adding 0.0 outside the storms leaves those steps bit-identical
+        conv += extra_conv
     share = np.divide(conv, total, out=np.zeros(n), where=total > 0)
     # Intra-storm bursts: lognormal AR(1) factor, ~1 h memory, mean 1.
     burst = ar1(rng.standard_normal(n), rho=0.85)
     sigma_b = 0.5
-    total *= np.exp(sigma_b * burst - 0.5 * sigma_b**2)
-    return Regional(rate_mm=total, convective=share, n_events=counts)
+    factor = np.exp(sigma_b * burst - 0.5 * sigma_b**2)
+    total *= factor
+    if forced:
+        random_wet = random_total * factor > 0
+    return Regional(rate_mm=total, convective=share, n_events=counts, random_wet=random_wet)
 
 
 def ar1(innovations: FloatArray, rho: float) -> FloatArray:
@@ -216,27 +319,66 @@ SIGMA_STRATIFORM: Final = 0.55
 SIGMA_CONVECTIVE: Final = 1.0
 
 
+def _continue_ar1(field: FloatArray, is_new: NDArray[np.bool_], innovations: FloatArray,
+                  rho: float) -> FloatArray:
+    """Fill the rows ``is_new`` of ``field`` (T, G) by AR(1) steps from the row before each run
+    of new rows (a stationary start if a run opens the series); ``innovations`` (one row per
+    new row) are unit-variance. The other rows are kept as they are."""
+    out = field.copy()
+    new = np.flatnonzero(is_new)
+    breaks = np.flatnonzero(np.diff(new) > 1) + 1
+    scale = np.sqrt(1.0 - rho * rho)
+    for run, eps in zip(np.split(new, breaks), np.split(innovations, breaks), strict=True):
+        a = int(run[0])
+        if a == 0:
+            out[run] = ar1(eps, rho)
+            continue
+        zi = (rho * out[a - 1])[None, :]
+        filtered, _ = lfilter([scale], [1.0, -rho], eps, axis=0, zi=zi)
+        out[run] = filtered
+    return out
+
+
 def gauge_rain(regional: Regional, lat: FloatArray, lon: FloatArray,
-               rng: np.random.Generator) -> FloatArray:
+               rng: np.random.Generator,
+               rng_forced: np.random.Generator | None = None) -> FloatArray:
     """True rain (mm per 10 min) at each gauge, shape ``(T, G)``.
 
     ``rain = regional * factor(lat, lon) * exp(sigma z - sigma^2 / 2)`` where ``z`` mixes a
     slow and a fast large-scale field with a short-range convective field according to the
     convective share of the regional rain; each field has spatial correlation ``exp(-d/L)``.
+    With forced storms (``regional.random_wet`` set), the field is drawn from ``rng`` for the
+    steps the random storms wet, exactly as without them, and continued into the steps only
+    the forced storms wet with draws from ``rng_forced``.
     """
     n = len(regional.rate_mm)
     g = len(lat)
-    wet = np.flatnonzero(regional.rate_mm > 0)
+    if regional.random_wet is None:
+        wet = np.flatnonzero(regional.rate_mm > 0)
+        is_new = np.zeros(len(wet), dtype=bool)
+    else:
+        if rng_forced is None:
+            raise SimulationError("gauge_rain needs rng_forced when there are forced storms")
+        union = regional.random_wet | (regional.rate_mm > 0)
+        wet = np.flatnonzero(union)
+        is_new = ~regional.random_wet[wet]
     out = np.zeros((n, g))
     if len(wet) == 0 or g == 0:
         return out
+    n_random = len(wet) - int(is_new.sum())
     fields = []
     for length, rho in (LARGE_SLOW, LARGE_FAST, CONVECTIVE):
         chol = correlation_factor(lat, lon, length)
-        eps = rng.standard_normal((len(wet), g)) @ chol.T
+        eps = rng.standard_normal((n_random, g)) @ chol.T
         # The field evolves only through wet steps: dry spells do not decorrelate storms'
         # spatial pattern, which is harmless and saves most of the work.
-        fields.append(ar1(eps, rho))
+        field = ar1(eps, rho) if n_random else np.zeros((0, g))
+        if rng_forced is not None and is_new.any():
+            full = np.zeros((len(wet), g))
+            full[~is_new] = field
+            new_eps = rng_forced.standard_normal((int(is_new.sum()), g)) @ chol.T
+            field = _continue_ar1(full, is_new, new_eps, rho)
+        fields.append(field)
     w = regional.convective[wet][:, None]
     z_large = np.sqrt(0.5) * (fields[0] + fields[1])
     z = np.sqrt(1.0 - w) * z_large + np.sqrt(w) * fields[2]
