@@ -319,8 +319,8 @@ def cmd_run_once(args: argparse.Namespace) -> int:
         due = run_due(ctx, trigger="run-once")
         for t in due.ticks:
             _print_tick(t)
-        for t in due.locked:
-            print(f"{t:%Y-%m-%d %H:%M}Z: being run by another process, skipped")
+        for locked in due.locked:
+            print(f"{locked:%Y-%m-%d %H:%M}Z: being run by another process, skipped")
         if not due.ticks and not due.locked:
             print("nothing due: every recent issue time has a finished tick")
         return 0 if all(t.status in ("ok", "skipped") for t in due.ticks) else 1

@@ -187,8 +187,9 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
 
         ready = status.readiness(ctx)
         last = ready.last_tick
-        jst = lambda t: (pd.Timestamp(t) + pd.Timedelta(hours=9)).strftime(  # noqa: E731
-            "%m-%d %H:%M JST")
+        def jst(t: datetime) -> str:
+            return (pd.Timestamp(t) + pd.Timedelta(hours=9)).strftime("%m-%d %H:%M JST")
+
         tick_line = ("no scheduled tick has run yet" if last is None else
                      f"last tick: issue time {jst(last['issued_at'])} ({last['status']})")
         state = ("on time" if ready.ready else

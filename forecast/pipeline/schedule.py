@@ -83,8 +83,8 @@ class Scheduler:
         for t in due.ticks:
             log.info("tick %s: %s (%s)", t.issued_at.isoformat(), t.status,
                      t.skipped or f"{t.stages.get('total', 0):.2f} s")
-        for t in due.missed:
-            log.warning("issue time %s missed (beyond the catch-up limit)", t.isoformat())
+        for missed in due.missed:
+            log.warning("issue time %s missed (beyond the catch-up limit)", missed.isoformat())
         if self._on_tick is not None:
             self._on_tick(due)
         return due

@@ -46,7 +46,8 @@ TICK_ALLOWANCE = timedelta(minutes=10)
 
 
 def _keys(ctx: Context) -> list[tuple[str, str]]:
-    keys = {(g.code, g.variable) for r in ctx.catalogue.rivers for g in r.gauges}
+    keys: set[tuple[str, str]] = {(g.code, g.variable) for r in ctx.catalogue.rivers
+                                  for g in r.gauges}
     keys |= {(g.code, RAIN) for r in ctx.catalogue.rivers for g in r.rain_gauges}
     return sorted(keys)
 
@@ -126,14 +127,15 @@ def readiness(ctx: Context) -> Readiness:
                 f"the tick of {expected:%Y-%m-%d %H:%M}Z has not finished; the newest tick "
                 f"is of {last['issued_at']:%Y-%m-%d %H:%M}Z ({last['status']})")
     fresh = freshness(ctx, now)
-    for row in fresh.stale_stations.itertuples(index=False):
-        age = "no usable reading" if row.status == "never" else \
-            f"latest {row.latest:%Y-%m-%d %H:%M}Z ({row.age_min:.0f} min)"
-        out.stale.append(f"{row.role} {row.station_id} ({', '.join(row.river_ids)}): {age}")
-    for row in fresh.products.itertuples(index=False):
-        if row.status == "stale":
-            out.stale.append(f"rain product {row.product}: newest vintage "
-                             f"{row.issued_at:%Y-%m-%d %H:%M}Z ({row.age_min:.0f} min)")
+    for st in fresh.stale_stations.to_dict("records"):
+        age = "no usable reading" if st["status"] == "never" else \
+            f"latest {st['latest']:%Y-%m-%d %H:%M}Z ({st['age_min']:.0f} min)"
+        rivers = ", ".join(st["river_ids"])
+        out.stale.append(f"{st['role']} {st['station_id']} ({rivers}): {age}")
+    for pr in fresh.products.to_dict("records"):
+        if pr["status"] == "stale":
+            out.stale.append(f"rain product {pr['product']}: newest vintage "
+                             f"{pr['issued_at']:%Y-%m-%d %H:%M}Z ({pr['age_min']:.0f} min)")
     return out
 
 
@@ -202,28 +204,30 @@ class _DbCollector(Collector):
                                 "usable reading", labels=["station", "role"])
         stale = GaugeMetricFamily("forecast_stations_stale", "Stations whose latest usable "
                                   "reading is older than their cadence allows", labels=["role"])
-        for row in fresh.stations.itertuples(index=False):
-            if pd.notna(row.age_min):
-                age.add_metric([row.station_id, row.role], float(row.age_min) * 60.0)
+        for st in fresh.stations.to_dict("records"):
+            if pd.notna(st["age_min"]):
+                age.add_metric([str(st["station_id"]), str(st["role"])],
+                               float(st["age_min"]) * 60.0)
         for role, part in fresh.stations.groupby("role"):
             stale.add_metric([str(role)], float(part["status"].isin(["stale", "never"]).sum()))
         yield age
         yield stale
-        src_of = {(g.code, g.variable): g.source for r in ctx.catalogue.rivers for g in r.gauges}
+        src_of: dict[tuple[str, str], str] = {
+            (g.code, g.variable): g.source for r in ctx.catalogue.rivers for g in r.gauges}
         src_of |= {(g.code, RAIN): g.source for r in ctx.catalogue.rivers for g in r.rain_gauges}
         ages = fresh.stations.assign(source=[src_of.get((a, b), "?") for a, b in zip(
             fresh.stations["station_id"], fresh.stations["variable"], strict=True)])
         by_source = GaugeMetricFamily("forecast_source_age_seconds", "Age of the newest usable "
                                       "reading of each ingest source (over its stations)",
                                       labels=["source"])
-        for source, part in ages.groupby("source"):
+        for src_name, part in ages.groupby("source"):
             if part["age_min"].notna().any():
-                by_source.add_metric([str(source)], float(part["age_min"].min()) * 60.0)
+                by_source.add_metric([str(src_name)], float(part["age_min"].min()) * 60.0)
         yield by_source
         prod = GaugeMetricFamily("forecast_rain_product_age_seconds", "Age of each rain "
                                  "product's newest vintage", labels=["product"])
-        for row in fresh.products.itertuples(index=False):
-            prod.add_metric([row.product], float(row.age_min) * 60.0)
+        for pr in fresh.products.to_dict("records"):
+            prod.add_metric([str(pr["product"])], float(pr["age_min"]) * 60.0)
         yield prod
 
 
