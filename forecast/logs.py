@@ -38,3 +38,5 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     root.setLevel(level)
     # Alembic announces every plugin at INFO on each start: keep the console readable.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # APScheduler logs every job start and finish at INFO; our tick logs its own line.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
