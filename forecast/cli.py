@@ -385,14 +385,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     import os
 
+    from forecast.pipeline.status import newest_tick_time
+
     # The serving process replays the simulated future live, on a clock that starts where
-    # the history ends and runs --speed times faster than the wall clock.
-    origin = report.end + timedelta(minutes=ctx.settings.tick_delay_min)
+    # the history ends (or where an earlier sped-up run left off, ahead of the wall clock)
+    # and runs --speed times faster than the wall clock.
+    resume = max(report.end, newest_tick_time(ctx) or report.end)
+    origin = resume + timedelta(minutes=ctx.settings.tick_delay_min)
     os.environ["FORECAST_REPLAY"] = str(report.replay)
     if args.speed != 1:   # at speed 1 the simulated time is the wall clock
         os.environ["FORECAST_CLOCK_SPEED"] = repr(args.speed)
         os.environ["FORECAST_CLOCK_ORIGIN"] = origin.isoformat()
-    print(f"live demo: replaying SIMULATED data from {report.end:%Y-%m-%d %H:%M}Z at speed "
+    print(f"live demo: replaying SIMULATED data ({report.replay}, until "
+          f"{report.replay_until:%Y-%m-%d %H:%M}Z) from {resume:%Y-%m-%d %H:%M}Z at speed "
           f"{args.speed:g} (a tick every {30 / args.speed:g} wall minutes); typhoon from "
           f"{report.typhoon_at:%Y-%m-%d %H:%M}Z", flush=True)
     return cmd_serve(args)

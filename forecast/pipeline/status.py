@@ -110,6 +110,13 @@ def _last_tick(conn: Any) -> dict[str, Any] | None:
     return out
 
 
+def newest_tick_time(ctx: Context) -> datetime | None:
+    """Issue time of the newest tick run (any status), or None before the first."""
+    with transaction(ctx.engine, "reading the tick history") as conn:
+        last = _last_tick(conn)
+    return None if last is None else last["issued_at"]
+
+
 def readiness(ctx: Context) -> Readiness:
     """See the module docstring."""
     now = ctx.clock.now()
