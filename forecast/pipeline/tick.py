@@ -131,7 +131,9 @@ class TickReport:
 def _outcome(report: SourceReport, seconds: float) -> SourceOutcome:
     failures = report.failures
     rows = report.inserted + report.revised + report.rain_rows
-    timed_out = any("time limit reached" in (p.error or "") for p in report.payloads)
+    # the tick's time limit, or every attempt's request timeout (``ingest.fetch``)
+    timed_out = any(m in (p.error or "") for p in report.payloads
+                    for m in ("time limit reached", "timed out ("))
     if report.ok:
         status = "ok"
     elif timed_out:

@@ -1,0 +1,327 @@
+"""Fault tests of the operational tick (``pipeline.tick``), each on SQLite and on PostgreSQL.
+
+* a live source that times out (a real socket that accepts and never answers, and one that
+  trickles its body), answers HTTP 500, or answers garbage;
+* the database restarting mid-tick (PostgreSQL only: a private server the test stops and
+  starts, so the shared test server and other test runs are not disturbed);
+* the process killed with SIGKILL mid-tick (a child process), then the tick run again;
+* the clock jumping 3 hours (catch-up within ``Settings.catchup_limit``).
+
+After each: no lost raw payload (everything served or archived is in the archive), no partial
+forecast set (a river's six leads and its outcome row are stored together or not at all), the
+next tick recovers, and the run history (``cycle_runs``, source and river outcomes) says what
+happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from helpers import run
+from sqlalchemy.engine import Engine
+
+from forecast.catalogue import Catalogue
+from forecast.clock import FixedClock
+from forecast.features import build_features, river_hourly, targets
+from forecast.ingest.fetch import Fetcher, RetryPolicy
+from forecast.ingest.replay import Replay
+from forecast.ingest.sources import AmedasMap
+from forecast.modelling.lgbm import LeadModels, LgbmSettings
+from forecast.pipeline.collect import collect_replay
+from forecast.pipeline.context import Context
+from forecast.pipeline.tick import Feeds, run_tick
+from forecast.settings import load_settings
+from forecast.simulate import simulate
+from forecast.simulate.demo_catalogue import synthetic_catalogue
+from forecast.storage import cycles, forecasts
+from forecast.storage.archive import load_payload, read_fetches
+from forecast.storage.engine import transaction
+from forecast.storage.tables import cycle_river_outcomes, forecast_runs, forecast_values
+
+START = datetime(2023, 6, 1, tzinfo=UTC)
+END = datetime(2023, 7, 20, tzinfo=UTC)
+T = datetime(2023, 7, 15, 6, tzinfo=UTC)
+HALF = timedelta(minutes=30)
+LEADS = 6
+LIMIT_S = 1.5   # the per-source time limit of the timeout tests
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[Catalogue, Replay, dict[str, LeadModels]]:
+    """Three simulated rivers, their replay feed and small trained models (as test_tick)."""
+    cat = synthetic_catalogue(3, seed=4, crisis_share=0.0)
+    sim = simulate(cat, START, END, seed=11)
+    obs = sim.observations.drop(columns=["received_at"])
+    train_end = pd.Timestamp("2023-07-01", tz="UTC")
+    models = {}
+    for river in cat.rivers:
+        hourly = river_hourly(obs, river, end=train_end)
+        times = hourly.index[48:-6]
+        X = build_features(hourly, times, future_rain="archive", vintages=sim.rain_forecasts,
+                           catchment_id=river.id)
+        models[river.id] = LeadModels.train(
+            X, targets(hourly, times), high_water_m=river.thresholds.ladder()[0][1],
+            settings=LgbmSettings(num_rounds=30, fallbacks=True), name=river.id)
+    return cat, Replay.of(sim.observations, sim.rain_forecasts, name="simulated"), models
+
+
+World = tuple[Catalogue, Replay, dict[str, LeadModels]]
+
+
+def _provider(models: dict[str, LeadModels]):  # type: ignore[no-untyped-def]
+    return lambda r: ("v1", models[r]) if r in models else None
+
+
+def _backfill(ctx: Context, replay: Replay, until: datetime) -> None:
+    """The stored history a running service would have: 8 days up to ``until``."""
+    collect_replay(ctx, replay, until, window=timedelta(days=8))
+
+
+# --- invariants checked after every fault -------------------------------------------------
+
+def whole_forecast_sets(engine: Engine) -> list[tuple[int, str, int | None]]:
+    """Assert that every stored forecast run has all six leads and an ok/degraded outcome row
+    of its run (they commit together), and that every ok/degraded outcome has its forecast;
+    returns the (run id, river, cycle id) of every stored forecast."""
+    fr, fv, ro = forecast_runs, forecast_values, cycle_river_outcomes
+    with transaction(engine) as conn:
+        counts = conn.execute(
+            sa.select(fr.c.id, fr.c.river_id, fr.c.cycle_id, sa.func.count(fv.c.horizon_h))
+            .select_from(fr.outerjoin(fv, fv.c.run_id == fr.c.id))
+            .group_by(fr.c.id, fr.c.river_id, fr.c.cycle_id)).all()
+        outcomes = {(r.cycle_id, r.river_id): r.status for r in conn.execute(
+            sa.select(ro.c.cycle_id, ro.c.river_id, ro.c.status))}
+    partial = [(i, r, n) for i, r, _, n in counts if n != LEADS]
+    assert not partial, f"partial forecast sets (run id, river, leads): {partial}"
+    stored = {(c, r) for _, r, c, _ in counts}
+    good = {k for k, s in outcomes.items() if s in ("ok", "degraded")}
+    assert stored == good, f"forecasts without outcome: {stored - good}; " \
+                           f"outcomes without forecast: {good - stored}"
+    return [(int(i), str(r), c) for i, r, c, _ in counts]
+
+
+def archived(engine: Engine) -> dict[str, str]:
+    """uri → sha256 of every archived fetch, after checking each one's bytes are there."""
+    with transaction(engine) as conn:
+        rows = read_fetches(conn)
+        for f in rows:
+            data = load_payload(conn, str(f["sha256"]))
+            assert hashlib.sha256(data).hexdigest() == f["sha256"]
+    return {str(f["uri"]): str(f["sha256"]) for f in rows}
+
+
+def assert_kept(engine: Engine, served: dict[str, bytes]) -> None:
+    """Every payload a source served (uri → bytes) is in the archive, byte for byte."""
+    with transaction(engine) as conn:
+        by_uri: dict[str, set[str]] = {}
+        for f in read_fetches(conn):
+            by_uri.setdefault(str(f["uri"]), set()).add(str(f["sha256"]))
+        for uri, data in served.items():
+            sha = hashlib.sha256(data).hexdigest()
+            assert sha in by_uri.get(uri, set()), f"payload of {uri} lost"
+            assert load_payload(conn, sha) == data
+
+
+def forecast_rivers(engine: Engine, issued: datetime) -> list[str]:
+    """Rivers whose newest forecast is of ``issued``, with all six leads."""
+    latest = run(engine, forecasts.latest_forecasts)
+    mine = latest[latest["issued_at"] == pd.Timestamp(issued)]
+    assert (mine.groupby("river_id").size() == LEADS).all()
+    return sorted(mine["river_id"].unique())
+
+
+# --- live sources that fail ---------------------------------------------------------------
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A local TCP port whose connections are accepted (by the kernel's backlog) and never
+    answered: a hung server, as httpx sees it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def trickler() -> Iterator[int]:
+    """A local HTTP server that sends its headers at once, then one body byte every 0.2 s: each
+    read is well inside any read timeout, the whole answer takes minutes."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100000\r\n\r\n")
+                while not stop.wait(0.2):
+                    conn.sendall(b" ")
+            except OSError:   # the client gave up and closed: done
+                return
+
+    def accept() -> None:
+        workers = []
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            w = threading.Thread(target=serve, args=(conn,), daemon=True)
+            w.start()
+            workers.append(w)
+        for w in workers:
+            w.join(5)
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        stop.set()
+        acceptor.join(5)
+        srv.close()
+
+
+def _snapshot(station: str) -> bytes:
+    return json.dumps({station: {"precipitation10m": [0.5, 0], "temp": [21.3, 0]}}).encode()
+
+
+class Hosts(httpx.BaseTransport):
+    """Two AMeDAS-like hosts: ``steady.test`` always answers a valid map snapshot;
+    ``faulty.test`` answers according to ``mode``: healthy, timeout (the request goes, over
+    the real transport, to a port that never answers), trickle (to a server that trickles),
+    http_500, garbage (random bytes with HTTP 200) or html (a maintenance page, HTTP 200).
+    ``served``: every 200 body, by URL."""
+
+    def __init__(self, *, hung_port: int = 0, trickle_port: int = 0) -> None:
+        self.mode = "healthy"
+        self.served: dict[str, bytes] = {}
+        self.requests = 0
+        self._ports = {"timeout": hung_port, "trickle": trickle_port}
+        self._real = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        mode = self.mode if request.url.host == "faulty.test" else "healthy"
+        if mode in self._ports:
+            url = request.url.copy_with(host="127.0.0.1", port=self._ports[mode])
+            return self._real.handle_request(httpx.Request(
+                request.method, url, headers=request.headers, extensions=request.extensions))
+        if mode == "http_500":
+            return httpx.Response(500, text="Internal Server Error")
+        if mode == "garbage":
+            body = random.Random(str(request.url)).randbytes(700)
+        elif mode == "html":   # a maintenance page where JSON was expected
+            body = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
+        else:
+            body = _snapshot("53133" if request.url.host == "faulty.test" else "53146")
+        self.served[str(request.url)] = body
+        return httpx.Response(200, content=body)
+
+    def close(self) -> None:
+        self._real.close()
+
+
+FAULTY = AmedasMap(frozenset({"53133"}), "http://faulty.test/amedas/data", name="amedas_faulty")
+STEADY = AmedasMap(frozenset({"53146"}), "http://steady.test/amedas/data", name="amedas_steady")
+EXPECTED = {"timeout": "timed_out", "hung": "timed_out", "trickle": "timed_out",
+            "http_500": "failed", "garbage": "failed", "html": "failed"}
+PARSE_ERRORS = {"garbage": "EncodingError", "html": "ParseError"}
+
+
+@pytest.mark.parametrize("fault", ["timeout", "hung", "trickle", "http_500", "garbage", "html"])
+def test_a_faulty_source_costs_only_its_own_data(engine: Engine, world: World, fault: str,
+                                                 blackhole: int, trickler: int) -> None:
+    cat, replay, models = world
+    hosts = Hosts(hung_port=blackhole, trickle_port=trickler)
+    # "hung": the same silent server, but each request's own timeout (0.1 s, twice) ends the
+    # source before the tick's limit does; "timeout": the limit cuts the 10 s request timeout
+    hosts.mode = "timeout" if fault == "hung" else fault
+    client = httpx.Client(transport=hosts)
+    clock = FixedClock(T + timedelta(minutes=25))
+    fetcher = Fetcher(client, retry=RetryPolicy(attempts=2 if fault == "hung" else 3,
+                                                base_delay_s=0.0),
+                      timeout=0.1 if fault == "hung" else 10.0)
+    ctx = Context.of(engine, cat, clock=clock,
+                     settings=load_settings({}, source_timeout_s=LIMIT_S), fetcher=fetcher)
+    _backfill(ctx, replay, T - timedelta(hours=1))
+    feeds = Feeds(sources=(FAULTY, STEADY), replay=replay)
+    try:
+        t0 = time.monotonic()
+        tick = run_tick(ctx, T, feeds=feeds, models=_provider(models), trigger="test")
+        took = time.monotonic() - t0
+
+        by = {s.source: s for s in tick.sources}
+        assert by["amedas_steady"].status == "ok" and by["amedas_steady"].rows == LEADS
+        assert by["simulated"].status == "ok" and by["simulated"].rows > 0
+        bad = by["amedas_faulty"]
+        assert bad.status == EXPECTED[fault], bad
+        if fault in ("timeout", "trickle"):
+            # the source was given its time limit, and no more: the tick went on
+            assert "time limit reached" in str(bad.message), bad
+            assert LIMIT_S * 0.9 <= bad.seconds < LIMIT_S + 1.0, bad
+            assert tick.stages["collect"] < LIMIT_S + 2.0, tick.stages
+            assert took < LIMIT_S + tick.stages["forecast"] + 3.0
+        elif fault == "hung":
+            assert "failed after 2 attempts: timed out (ReadTimeout)" in str(bad.message), bad
+            assert bad.seconds < LIMIT_S, bad
+        elif fault == "http_500":
+            assert "HTTP 500" in str(bad.message) and bad.payloads == LEADS
+        else:   # garbage: archived before parsing, recorded as not parsed
+            error = PARSE_ERRORS[fault]
+            assert bad.payloads == LEADS and error in str(bad.message), bad
+            with transaction(engine) as conn:
+                rows = read_fetches(conn, source="amedas_faulty")
+            assert len(rows) == LEADS
+            assert {r["parse_status"] for r in rows} == {"failed"}
+            assert all(error in str(r["parse_error"]) for r in rows), rows
+        assert tick.status == "partial"
+        # every payload any source served is archived, byte for byte (garbage included)
+        assert_kept(engine, hosts.served)
+        assert forecast_rivers(engine, T) == sorted(cat.ids)
+        whole_forecast_sets(engine)
+        runs = run(engine, cycles.read_cycles, issued_at=T)
+        assert runs["status"].tolist() == ["partial"]
+        assert runs["message"].iloc[0] == "sources not ok: amedas_faulty"
+        stored = {s["source"]: s for s in run(engine, cycles.read_source_outcomes,
+                                              int(runs["id"].iloc[0]))}
+        assert stored["amedas_faulty"]["status"] == EXPECTED[fault]
+        assert stored["amedas_faulty"]["message"] == bad.message
+        assert {stored[s]["status"] for s in ("amedas_steady", "simulated")} == {"ok"}
+
+        # the source comes back: the next tick is ok
+        hosts.mode = "healthy"
+        clock.advance(HALF)
+        nxt = run_tick(ctx, T + HALF, feeds=feeds, models=_provider(models), trigger="test")
+        assert nxt.status == "ok", nxt
+        assert {s.source: s.status for s in nxt.sources} == {
+            "amedas_faulty": "ok", "amedas_steady": "ok", "simulated": "ok"}
+        runs = run(engine, cycles.read_cycles, kind="tick")
+        assert runs["status"].tolist() == ["ok", "partial"]
+        assert runs["message"].iloc[0] is None
+        assert forecast_rivers(engine, T + HALF) == sorted(cat.ids)
+        whole_forecast_sets(engine)
+        assert_kept(engine, hosts.served)
+    finally:
+        client.close()
+
