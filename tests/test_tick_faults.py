@@ -40,7 +40,7 @@ from forecast.ingest.sources import AmedasMap
 from forecast.modelling.lgbm import LeadModels, LgbmSettings
 from forecast.pipeline.collect import collect_replay
 from forecast.pipeline.context import Context
-from forecast.pipeline.tick import Feeds, run_tick
+from forecast.pipeline.tick import Feeds, run_due, run_tick
 from forecast.settings import load_settings
 from forecast.simulate import simulate
 from forecast.simulate.demo_catalogue import synthetic_catalogue
@@ -325,3 +325,50 @@ def test_a_faulty_source_costs_only_its_own_data(engine: Engine, world: World, f
     finally:
         client.close()
 
+
+
+# --- the clock jumps 3 hours ----------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", [3, 6])
+def test_a_3_hour_clock_jump_is_caught_up_oldest_first_within_the_limit(
+        engine: Engine, world: World, limit: int) -> None:
+    cat, replay, _ = world
+    clock = FixedClock(T + timedelta(minutes=21))
+    ctx = Context.of(engine, cat, clock=clock, settings=load_settings({}, catchup_limit=limit))
+    _backfill(ctx, replay, T - timedelta(hours=3))
+    feeds = Feeds(replay=replay)
+    start = run_due(ctx, feeds=feeds)   # a fresh service: the last `limit` issue times
+    begun = [T - HALF * k for k in range(limit - 1, -1, -1)]
+    assert [t.issued_at for t in start.ticks] == begun and start.missed == []
+    clock.advance(timedelta(hours=3))     # the process slept (or the clock jumped) 3 hours
+    later = run_due(ctx, feeds=feeds)
+    gap = [T + HALF * k for k in range(1, 7)]          # T+30 min … T+3 h: six issue times
+    assert [t.issued_at for t in later.ticks] == gap[-limit:]           # oldest first
+    assert later.missed == gap[:-limit]                # beyond the limit: reported, not run
+    assert all(t.status == "ok" for t in start.ticks + later.ticks)
+    ids = [t.cycle.cycle_id for t in later.ticks if t.cycle is not None]
+    assert ids == sorted(ids) and len(ids) == limit
+    # the history: one ok tick per issue time run, the newest of each batch by the schedule
+    runs = run(engine, cycles.read_cycles, kind="tick", limit=100).sort_values("id")
+    assert [t.to_pydatetime() for t in runs["issued_at"]] == begun + gap[-limit:]
+    assert set(runs["status"]) == {"ok"}
+    assert runs["trigger"].tolist() == (["catchup"] * (limit - 1) + ["schedule"]) * 2
+    assert runs["finished_at"].notna().all()
+    for t in begun + gap[-limit:]:
+        assert forecast_rivers_at(engine, t) == sorted(cat.ids)
+    whole_forecast_sets(engine)
+    # every issue time from the first to now either has its tick or is reported missed
+    assert sorted(begun + [t.issued_at for t in later.ticks] + later.missed) == \
+        begun + gap
+    again = run_due(ctx, feeds=feeds)    # nothing more to do at the same time
+    assert again.ticks == [] and again.missed == later.missed
+
+
+def forecast_rivers_at(engine: Engine, issued: datetime) -> list[str]:
+    """Rivers with a stored forecast of ``issued``."""
+    fr = forecast_runs
+    with transaction(engine) as conn:
+        rows = conn.execute(sa.select(fr.c.river_id).distinct()
+                            .where(fr.c.issued_at == issued)).scalars().all()
+    return sorted(rows)
