@@ -230,7 +230,11 @@ def run_tick(ctx: Context, issued_at: datetime, *, feeds: Feeds | None = None,
             tick.stages["notify"] = round(time.monotonic() - t0, 3)
             status = tick.status
             bad = [s.source for s in tick.sources if s.status != "ok"]
-            message = f"sources not ok: {', '.join(bad)}" if bad else None
+            # in the run itself: a river's own outcome row may not have been recordable
+            failed = [o.river_id for o in report.outcomes if o.status in ("failed", "skipped")]
+            message = "; ".join(
+                [f"sources not ok: {', '.join(bad)}"] * bool(bad)
+                + [f"rivers failed: {', '.join(failed)}"] * bool(failed)) or None
         except Exception as exc:
             message = f"{message}: {type(exc).__name__}: {exc}"
             raise
