@@ -21,8 +21,10 @@ import os
 import pwd
 import random
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +43,7 @@ from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue
 from forecast.clock import FixedClock
+from forecast.errors import CycleError
 from forecast.features import build_features, river_hourly, targets
 from forecast.ingest.fetch import Fetcher, RetryPolicy
 from forecast.ingest.replay import Replay
@@ -55,7 +58,12 @@ from forecast.simulate.demo_catalogue import synthetic_catalogue
 from forecast.storage import cycles, forecasts
 from forecast.storage.archive import load_payload, read_fetches
 from forecast.storage.engine import create_engine, migrate, transaction
-from forecast.storage.tables import cycle_river_outcomes, forecast_runs, forecast_values
+from forecast.storage.tables import (
+    cycle_locks,
+    cycle_river_outcomes,
+    forecast_runs,
+    forecast_values,
+)
 
 START = datetime(2023, 6, 1, tzinfo=UTC)
 END = datetime(2023, 7, 20, tzinfo=UTC)
@@ -606,3 +614,154 @@ def test_the_database_restarting_mid_tick(restartable: tuple[PrivateServer, Engi
     assert kept.items() <= after.items()
     # the payload whose archiving died is archived by the next tick (same collection clock)
     assert "replay://simulated/rain?clock=2023-07-15T06:20:00+00:00" in after
+
+
+# --- the process is killed mid-tick -----------------------------------------------------------
+
+CHILD = r'''
+"""A tick of T in a child process that stops at a given point, says so in a marker file and
+waits there to be killed. Same simulated world as the test (same seeds, same data)."""
+import hashlib, json, os, sys, time
+from datetime import UTC, datetime, timedelta
+import sqlalchemy as sa
+from forecast.clock import FixedClock
+from forecast.ingest.replay import Replay
+from forecast.pipeline import collect
+from forecast.pipeline.context import Context
+from forecast.pipeline.tick import Feeds, run_tick
+from forecast.simulate import simulate
+from forecast.simulate.demo_catalogue import synthetic_catalogue
+from forecast.storage.engine import create_engine
+
+url, marker, journal, point = sys.argv[1:5]
+T = datetime(2023, 7, 15, 6, tzinfo=UTC)
+cat = synthetic_catalogue(3, seed=4, crisis_share=0.0)
+sim = simulate(cat, datetime(2023, 6, 1, tzinfo=UTC), datetime(2023, 7, 20, tzinfo=UTC), seed=11)
+replay = Replay.of(sim.observations, sim.rain_forecasts, name="simulated")
+engine = create_engine(url)
+ctx = Context.of(engine, cat, clock=FixedClock(T + timedelta(minutes=25)))
+
+def hang(where):
+    with open(marker + ".tmp", "w") as f:
+        f.write(f"{os.getpid()} {where}")
+    os.replace(marker + ".tmp", marker)
+    time.sleep(600)
+    os._exit(3)   # not killed: the test fails on this exit code
+
+ingest = collect._ingest
+def journaled(c, source, uri, data, fetched_at, parse):
+    outcome, parsed = ingest(c, source, uri, data, fetched_at, parse)
+    if outcome.fetch_id is not None:   # archived and committed
+        with open(journal, "a") as f:
+            f.write(json.dumps({"uri": uri, "sha256": hashlib.sha256(data).hexdigest()}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if point == "collect":
+            hang(f"archived {uri}, not parsed")
+    return outcome, parsed
+collect._ingest = journaled
+
+def provider(river):
+    if point == "forecast" and river == "sim02":
+        hang("forecasting sim02 (sim01 committed)")
+    return None   # persistence
+
+inserts = []
+def hook(conn, cursor, statement, *args):
+    if point == "store" and statement.lstrip().startswith("INSERT INTO forecast_values"):
+        inserts.append(statement)
+        if len(inserts) == 2:
+            hang("inside the transaction storing sim02")
+sa.event.listen(engine, "before_cursor_execute", hook)
+
+run_tick(ctx, T, feeds=Feeds(replay=replay), models=provider)
+with open(marker, "w") as f:
+    f.write("finished")
+'''
+
+
+def _kill_mid_tick(engine: Engine, point: str, tmp: Path) -> tuple[int, list[dict[str, str]]]:
+    """Run the child's tick until it reports it stopped at ``point``, SIGKILL it; returns its
+    pid and the payloads it archived (its journal)."""
+    marker, journal = tmp / "marker", tmp / "journal"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    url = engine.url.render_as_string(hide_password=False)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, url, str(marker), str(journal), point],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _, err = proc.communicate(timeout=30) if proc.poll() is not None else (b"", b"")
+                pytest.fail(f"the child did not reach {point} (exit {proc.returncode}):\n"
+                            f"{err.decode()[-3000:]}")
+            time.sleep(0.05)
+        said = marker.read_text()
+        assert said.startswith(f"{proc.pid} "), said
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        proc.stdout.close()   # type: ignore[union-attr]
+        proc.stderr.close()   # type: ignore[union-attr]
+    lines = journal.read_text().splitlines() if journal.exists() else []
+    return proc.pid, [json.loads(x) for x in lines]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["collect", "forecast", "store"])
+def test_a_tick_killed_mid_stage_is_recovered_by_the_next(engine: Engine, world: World,
+                                                          point: str, tmp_path: Path) -> None:
+    cat, replay, models = world
+    ctx = Context.of(engine, cat, clock=FixedClock(T + timedelta(minutes=25)))
+    _backfill(ctx, replay, T - timedelta(hours=1))
+    pid, journal = _kill_mid_tick(engine, point, tmp_path)
+
+    # what the killed process left: a run still "running", its lock, and its payloads
+    runs = run(engine, cycles.read_cycles, issued_at=T)
+    assert runs["status"].tolist() == ["running"]
+    killed = int(runs["id"].iloc[0])
+    assert runs["owner"].iloc[0] == f"{socket.gethostname()}:{pid}"
+    left = archived(engine)
+    assert journal and all(left.get(j["uri"]) == j["sha256"] for j in journal), journal
+    stored = whole_forecast_sets(engine)   # no half-stored river, even mid-transaction
+    by_killed = sorted(r for _, r, c in stored if c == killed)
+    assert by_killed == ([] if point == "collect" else ["sim01"])
+    if engine.dialect.name == "sqlite":   # the dead process's lock row is still there
+        with transaction(engine) as conn:
+            holders = conn.execute(sa.select(cycle_locks.c.owner)).scalars().all()
+        assert holders == [f"{socket.gethostname()}:{pid}"]
+    if point == "collect":   # archived, never parsed: the history shows it pending
+        with transaction(engine) as conn:
+            fetched = {str(f["uri"]): f["parse_status"] for f in read_fetches(conn)}
+        assert fetched[journal[-1]["uri"]] == "pending"
+
+    # the restarted process runs T: takes the lock (SQLite: the holder is dead; PostgreSQL:
+    # the advisory lock went with the killed connection), closes the run, succeeds
+    tick = None
+    for _ in range(100):   # PostgreSQL may take a moment to end the killed backend (seen: 0)
+        try:
+            tick = run_tick(ctx, T, feeds=Feeds(replay=replay), models=_provider(models))
+            break
+        except CycleError as exc:
+            assert "being run by another process" in str(exc)
+            assert engine.dialect.name == "postgresql"   # SQLite: the dead holder's row goes
+            time.sleep(0.1)
+    assert tick is not None and tick.status == "ok", tick
+    runs = run(engine, cycles.read_cycles, issued_at=T).sort_values("revision")
+    assert runs["status"].tolist() == ["interrupted", "ok"]
+    assert runs["message"].iloc[0].startswith("interrupted")
+    assert runs["finished_at"].notna().all()
+    assert forecast_rivers(engine, T) == sorted(cat.ids)
+    whole_forecast_sets(engine)
+    after = archived(engine)
+    assert left.items() <= after.items()
+    assert all(after.get(j["uri"]) == j["sha256"] for j in journal)
+    if engine.dialect.name == "sqlite":
+        with transaction(engine) as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(cycle_locks)
+                                ).scalar_one() == 0
