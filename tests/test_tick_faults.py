@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue
 from forecast.clock import FixedClock
-from forecast.errors import CycleError
+from forecast.errors import CycleError, StorageError
 from forecast.features import build_features, river_hourly, targets
 from forecast.ingest.fetch import Fetcher, RetryPolicy
 from forecast.ingest.replay import Replay
@@ -295,9 +295,10 @@ def test_a_faulty_source_costs_only_its_own_data(engine: Engine, world: World, f
         if fault in ("timeout", "trickle"):
             # the source was given its time limit, and no more: the tick went on
             assert "time limit reached" in str(bad.message), bad
-            assert LIMIT_S * 0.9 <= bad.seconds < LIMIT_S + 1.0, bad
-            assert tick.stages["collect"] < LIMIT_S + 2.0, tick.stages
-            assert took < LIMIT_S + tick.stages["forecast"] + 3.0
+            # (margins for a loaded machine; without the limit this takes minutes or hours)
+            assert LIMIT_S * 0.9 <= bad.seconds < LIMIT_S + 2.0, bad
+            assert tick.stages["collect"] < LIMIT_S + 5.0, tick.stages
+            assert took < LIMIT_S + tick.stages["forecast"] + 8.0
         elif fault == "hung":
             assert "failed after 2 attempts: timed out (ReadTimeout)" in str(bad.message), bad
             assert bad.seconds < LIMIT_S, bad
@@ -403,9 +404,10 @@ class PrivateServer:
                       key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
                       else 0)
         found = shutil.which("pg_ctl")
-        self.bin = bins[-1].parent if bins else Path(found).parent if found else None
-        if self.bin is None or not (self.bin / "initdb").exists():
+        where = bins[-1].parent if bins else Path(found).parent if found else None
+        if where is None or not (where / "initdb").exists():
             raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+        self.bin: Path = where
         self.prefix: list[str] = []
         if os.geteuid() == 0:
             try:
@@ -427,7 +429,7 @@ class PrivateServer:
         self.start()
 
     def _run(self, tool: str, *args: str) -> None:
-        cmd = [*self.prefix, str(self.bin / tool), *args]   # type: ignore[operator]
+        cmd = [*self.prefix, str(self.bin / tool), *args]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): "
@@ -446,11 +448,9 @@ class PrivateServer:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def running(self) -> bool:
-        return subprocess.run(
-            ["pg_isready", "-h", "127.0.0.1", "-p", str(self.port), "-q"] if shutil.which(
-                "pg_isready") else [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p",
-                                     str(self.port), "-q"],
-            check=False, timeout=30).returncode == 0
+        """Whether the server accepts connections."""
+        return subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p",
+                               str(self.port), "-q"], check=False, timeout=30).returncode == 0
 
     def close(self) -> None:
         try:
@@ -614,6 +614,31 @@ def test_the_database_restarting_mid_tick(restartable: tuple[PrivateServer, Engi
     assert kept.items() <= after.items()
     # the payload whose archiving died is archived by the next tick (same collection clock)
     assert "replay://simulated/rain?clock=2023-07-15T06:20:00+00:00" in after
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_tick_with_the_database_down_fails_loudly_and_the_next_recovers(
+        restartable: tuple[PrivateServer, Engine], world: World) -> None:
+    server, engine = restartable
+    cat, replay, models = world
+    clock = FixedClock(T + timedelta(minutes=21))
+    ctx = Context.of(engine, cat, clock=clock)
+    _backfill(ctx, replay, T - timedelta(hours=1))
+    feeds = Feeds(replay=replay)
+    server.stop()
+    try:   # nothing can be recorded: the caller (scheduler, run-once) is told
+        with pytest.raises(StorageError, match="taking the issue-time lock failed"):
+            run_tick(ctx, T, feeds=feeds, models=_provider(models))
+        with pytest.raises(StorageError, match="reading finished ticks failed"):
+            run_due(ctx, feeds=feeds)
+    finally:
+        server.start()
+    assert run(engine, cycles.read_cycles).empty
+    due = run_due(ctx, feeds=feeds, limit=1)   # the scheduler's next firing
+    assert [(t.issued_at, t.status) for t in due.ticks] == [(T, "ok")]
+    assert forecast_rivers_at(engine, T) == sorted(cat.ids)
+    whole_forecast_sets(engine)
 
 
 # --- the process is killed mid-tick -----------------------------------------------------------
