@@ -18,9 +18,12 @@ Under the issue-time lock of T it
 
 Idempotent: a T that already has a finished tick (ok or partial) is not run again unless
 ``force`` (then it is a new revision). A run that a stopped process left "running" is closed as
-``interrupted`` by the next run of its T. A failure of the database mid-tick propagates after
-the run is closed as failed if the database still answers; a river's six leads and its outcome
-are committed together, so no partial forecast set is ever stored.
+``interrupted`` by the next run of its T. A failure of the database while a river or a payload
+is stored fails that river or payload (recorded if the database answers again, and named in
+the run's message); elsewhere it propagates after the run is closed as failed if the database
+still answers; a run that could not be closed stays "running" until the next run of its T
+closes it as interrupted. A river's six leads and its outcome are committed together, so no
+partial forecast set is ever stored (tests/test_tick_faults.py).
 """
 
 from __future__ import annotations
@@ -232,9 +235,10 @@ def run_tick(ctx: Context, issued_at: datetime, *, feeds: Feeds | None = None,
             bad = [s.source for s in tick.sources if s.status != "ok"]
             # in the run itself: a river's own outcome row may not have been recordable
             failed = [o.river_id for o in report.outcomes if o.status in ("failed", "skipped")]
-            message = "; ".join(
-                [f"sources not ok: {', '.join(bad)}"] * bool(bad)
-                + [f"rivers failed: {', '.join(failed)}"] * bool(failed)) or None
+            parts = [f"sources not ok: {', '.join(bad)}"] if bad else []
+            if failed:
+                parts.append(f"rivers failed: {', '.join(failed)}")
+            message = "; ".join(parts) or None
         except Exception as exc:
             message = f"{message}: {type(exc).__name__}: {exc}"
             raise
