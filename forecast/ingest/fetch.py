@@ -16,8 +16,10 @@ naming the source and the URL is raised.
 Time limit: ``fetch`` / ``fetch_many`` take an optional ``deadline`` (a ``time.monotonic()``
 value, e.g. the tick's per-source limit): no request starts after it, each request's timeout
 and each back-off sleep are cut to the time left, and a URL not fetched by then gets a
-``SourceError`` saying the time limit was reached. So a slow source returns by its deadline
-(plus at most one connect of the time left) and never holds up the tick.
+``SourceError`` saying the time limit was reached. The body is read in chunks and the deadline
+checked after each one, so a server that trickles its answer (each read inside the read
+timeout, the whole answer never) is cut off too. So a slow source returns by its deadline
+(plus at most one read or connect of the time left) and never holds up the tick.
 
 Conditional requests: the ``ETag`` / ``Last-Modified`` of each URL's last 200 answer are
 remembered and sent back as ``If-None-Match`` / ``If-Modified-Since``; a 304 gives a
@@ -169,7 +171,7 @@ class Fetcher:
                 raise SourceError(f"time limit reached after {attempt - 1} attempt(s)"
                                   + (f": {last}" if last else ""), source=source, url=url)
             try:
-                return self._attempt(source, url, headers, attempt, left)
+                return self._attempt(source, url, headers, attempt, left, deadline)
             except _Retry as exc:
                 last = exc.reason
                 if attempt == policy.attempts:
@@ -190,7 +192,8 @@ class Fetcher:
                           source=source, url=url)
 
     def _attempt(self, source: str, url: str, headers: dict[str, str],
-                 attempt: int, left: float | None = None) -> Fetched:
+                 attempt: int, left: float | None = None,
+                 deadline: float | None = None) -> Fetched:
         sem = self._semaphore(source)
         timeout = self._timeout
         if left is not None:   # no phase of the request may outlast the deadline
@@ -201,7 +204,9 @@ class Fetcher:
         # The slot is held only during the request, not while backing off.
         with sem:
             try:
-                resp = self._client.get(url, headers=headers, timeout=timeout)
+                with self._client.stream("GET", url, headers=headers, timeout=timeout) as resp:
+                    content = self._body(resp, source, url, deadline) \
+                        if resp.status_code == 200 else None
             except httpx.TimeoutException as exc:
                 raise _Retry(f"timed out ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:   # connect/read/protocol errors
@@ -223,7 +228,20 @@ class Fetcher:
         if etag or modified:
             with self._lock:
                 self._validators[url] = (etag, modified)
-        return Fetched(source, url, status, resp.content, now, etag, modified, False, attempt)
+        return Fetched(source, url, status, content, now, etag, modified, False, attempt)
+
+    def _body(self, resp: httpx.Response, source: str, url: str, deadline: float | None
+              ) -> bytes:
+        """The body of a 200 answer, read chunk by chunk; ``SourceError`` once ``deadline``
+        has passed (a trickling server is not waited for)."""
+        chunks: list[bytes] = []
+        for chunk in resp.iter_bytes():
+            chunks.append(chunk)
+            if deadline is not None and self._monotonic() > deadline:
+                got = sum(len(c) for c in chunks)
+                raise SourceError(f"time limit reached while reading the answer ({got} bytes "
+                                  "received)", source=source, url=url)
+        return b"".join(chunks)
 
     def fetch_many(self, source: str, urls: Sequence[str], *, conditional: bool = True,
                    deadline: float | None = None) -> list[Fetched | SourceError]:

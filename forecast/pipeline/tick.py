@@ -18,9 +18,12 @@ Under the issue-time lock of T it
 
 Idempotent: a T that already has a finished tick (ok or partial) is not run again unless
 ``force`` (then it is a new revision). A run that a stopped process left "running" is closed as
-``interrupted`` by the next run of its T. A failure of the database mid-tick propagates after
-the run is closed as failed if the database still answers; a river's six leads and its outcome
-are committed together, so no partial forecast set is ever stored.
+``interrupted`` by the next run of its T. A failure of the database while a river or a payload
+is stored fails that river or payload (recorded if the database answers again, and named in
+the run's message); elsewhere it propagates after the run is closed as failed if the database
+still answers; a run that could not be closed stays "running" until the next run of its T
+closes it as interrupted. A river's six leads and its outcome are committed together, so no
+partial forecast set is ever stored (tests/test_tick_faults.py).
 """
 
 from __future__ import annotations
@@ -131,7 +134,9 @@ class TickReport:
 def _outcome(report: SourceReport, seconds: float) -> SourceOutcome:
     failures = report.failures
     rows = report.inserted + report.revised + report.rain_rows
-    timed_out = any("time limit reached" in (p.error or "") for p in report.payloads)
+    # the tick's time limit, or every attempt's request timeout (``ingest.fetch``)
+    timed_out = any(m in (p.error or "") for p in report.payloads
+                    for m in ("time limit reached", "timed out ("))
     if report.ok:
         status = "ok"
     elif timed_out:
@@ -228,7 +233,12 @@ def run_tick(ctx: Context, issued_at: datetime, *, feeds: Feeds | None = None,
             tick.stages["notify"] = round(time.monotonic() - t0, 3)
             status = tick.status
             bad = [s.source for s in tick.sources if s.status != "ok"]
-            message = f"sources not ok: {', '.join(bad)}" if bad else None
+            # in the run itself: a river's own outcome row may not have been recordable
+            failed = [o.river_id for o in report.outcomes if o.status in ("failed", "skipped")]
+            parts = [f"sources not ok: {', '.join(bad)}"] if bad else []
+            if failed:
+                parts.append(f"rivers failed: {', '.join(failed)}")
+            message = "; ".join(parts) or None
         except Exception as exc:
             message = f"{message}: {type(exc).__name__}: {exc}"
             raise

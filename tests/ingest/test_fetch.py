@@ -155,6 +155,31 @@ def test_timeout_then_success() -> None:
     assert fetcher.fetch("amedas", URL).attempts == 2
 
 
+class _Trickle(httpx.SyncByteStream):
+    """A body that arrives one byte per (fake) second: every read is quick, the whole never."""
+
+    def __init__(self, now: list[float]) -> None:
+        self.now = now
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for _ in range(1000):
+            self.now[0] += 1.0
+            yield b" "
+
+
+def test_a_trickling_body_is_cut_off_at_the_deadline() -> None:
+    now = [0.0]
+    fetcher, _ = make(lambda request: httpx.Response(200, stream=_Trickle(now)),
+                      monotonic=lambda: now[0])
+    with pytest.raises(SourceError) as info:
+        fetcher.fetch("amedas", URL, deadline=5.5)
+    assert "time limit reached while reading the answer (6 bytes received)" in str(info.value)
+    assert now[0] == 6.0   # stopped reading at the first chunk past the deadline
+    # without a deadline the same body is read whole
+    now[0] = 0.0
+    assert fetcher.fetch("amedas", URL).content == b" " * 1000
+
+
 @pytest.mark.parametrize("limit", [1, 3])
 def test_concurrency_limit_per_source(limit: int) -> None:
     lock = threading.Lock()
