@@ -69,7 +69,8 @@ def _catalogue(spec: dict[str, Any]) -> Any:
 
 def _env(d: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(FORECAST_DATABASE_URL=f"sqlite:///{d}/bench.db", FORECAST_MODELS_DIR=str(d / "models"),
+    env.update(FORECAST_DATABASE_URL=f"sqlite:///{d}/bench.db",
+               FORECAST_MODELS_DIR=str(d / "models"),
                FORECAST_DATA_DIR=str(d / "var"), FORECAST_LOG_LEVEL="WARNING",
                FORECAST_CATALOGUE=str(ROOT / "config" / "rivers.yaml"),
                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(
