@@ -40,6 +40,7 @@ import os
 import pstats
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -67,9 +68,23 @@ def _catalogue(spec: dict[str, Any]) -> Any:
     return load_catalogue(ROOT / "config" / "rivers.yaml")
 
 
+def fresh_db(d: Path) -> Path:
+    """A copy of the built database (``run.db``), so every measurement starts from the same
+    stored state (SQLite's backup API: the WAL is included)."""
+    run = d / "run.db"
+    for f in d.glob("run.db*"):
+        f.unlink()
+    src, dst = sqlite3.connect(d / "bench.db"), sqlite3.connect(run)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return run
+
+
 def _env(d: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(FORECAST_DATABASE_URL=f"sqlite:///{d}/bench.db",
+    env.update(FORECAST_DATABASE_URL=f"sqlite:///{d}/run.db",
                FORECAST_MODELS_DIR=str(d / "models"),
                FORECAST_DATA_DIR=str(d / "var"), FORECAST_LOG_LEVEL="WARNING",
                FORECAST_CATALOGUE=str(ROOT / "config" / "rivers.yaml"),
@@ -195,7 +210,7 @@ def child(d: Path, profile: bool) -> None:
     spec = json.loads((d / "spec.json").read_text())
     cat = _catalogue(spec)
     clock = FixedClock(T0 + TICK_DELAY)
-    ctx = Context.of(create_engine(f"sqlite:///{d}/bench.db"), cat, clock=clock,
+    ctx = Context.of(create_engine(f"sqlite:///{d}/run.db"), cat, clock=clock,
                      models_root=d / "models")
     obs, rain = pd.read_pickle(d / "replay.pkl")
     feeds = Feeds(replay=Replay.of(obs, rain, name="simulated"))
@@ -210,15 +225,15 @@ def child(d: Path, profile: bool) -> None:
         clock.set(issued + TICK_DELAY + timedelta(minutes=1))
         spent.clear()
         prof = cProfile.Profile() if profile and k == spec["ticks"] - 1 else None
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         if prof is not None:
             prof.enable()
         tick = run_tick(ctx, issued, feeds=feeds, trigger="bench", force=True)
         if prof is not None:
             prof.disable()
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         status = {o.status for o in tick.cycle.outcomes} if tick.cycle else set()
-        ticks.append({"wall": wall, "stages": tick.stages, "steps": dict(spent),
+        ticks.append({"wall": wall, "cpu": cpu, "stages": tick.stages, "steps": dict(spent),
                       "status": tick.status, "rivers": sorted(status),
                       "rows": sum(s.rows for s in tick.sources),
                       "rss_mb": proc.memory_info().rss / 2**20})
@@ -231,6 +246,7 @@ def child(d: Path, profile: bool) -> None:
 
 
 def warm(d: Path, profile: bool = False) -> dict[str, Any]:
+    fresh_db(d)
     out = subprocess.run([sys.executable, __file__, "--child", str(d)]
                          + (["--profile"] if profile else []),
                          capture_output=True, text=True, env=_env(d), check=False)
@@ -274,6 +290,7 @@ def whole(d: Path, issued: datetime, repeat: int) -> list[tuple[str, list[float]
     for label, args, e in runs:
         walls, last = [], ""
         for _ in range(repeat):
+            fresh_db(d)
             t = time.perf_counter()
             out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
                                  env=e, check=False)
@@ -288,12 +305,14 @@ def whole(d: Path, issued: datetime, repeat: int) -> list[tuple[str, list[float]
 # ------------------------------------------------------------------ report
 def _row(name: str, got: dict[str, Any]) -> str:
     ticks = got["ticks"]
-    later = [t["wall"] for t in ticks[1:]] or [ticks[0]["wall"]]
-    stages = {k: statistics.median(t["stages"].get(k, 0.0) for t in ticks[1:] or ticks)
+    later = ticks[1:] or ticks
+    walls = [t["wall"] for t in later]
+    stages = {k: statistics.median(t["stages"].get(k, 0.0) for t in later)
               for k in ("collect", "forecast")}
     states = sorted({s for t in ticks for s in t["rivers"]})
     return (f"| {name} | {got['rivers']} / {got['gauges']} | {ticks[0]['wall']:.2f} s | "
-            f"{statistics.median(later):.2f} s | {max(later):.2f} s | "
+            f"{statistics.median(walls):.2f} s (CPU "
+            f"{statistics.median(t['cpu'] for t in later):.2f} s) | {max(walls):.2f} s | "
             f"{stages['collect']:.2f} s | {stages['forecast']:.2f} s | "
             f"{got['peak_rss_mb']:.0f} MB | {got['ready_s']:.1f} s | {', '.join(states)} |")
 
@@ -344,7 +363,7 @@ def main() -> None:
             got = warm(d, profile=args.profile and not spec["synthetic"])
             results.append((name, got))
             if not spec["synthetic"]:
-                procs = whole(d, T0 + timedelta(minutes=30 * (args.ticks - 1)), args.repeat)
+                procs = whole(d, T0, args.repeat)
         print("\n## Warm process (the scheduler's): consecutive ticks\n")
         print("| catalogue | rivers / gauges | first tick (loads models) | later ticks, median "
               "| max | collect (median) | forecast (median) | peak RSS | start-up (imports, "
