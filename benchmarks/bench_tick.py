@@ -335,6 +335,7 @@ def main() -> None:
     ap.add_argument("--scale", default="200,800", help="synthetic catalogue sizes (rivers)")
     ap.add_argument("--scale-days", type=float, default=21)
     ap.add_argument("--scale-rounds", type=int, default=40)
+    ap.add_argument("--scale-ticks", type=int, default=4)
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--keep", type=Path, default=None)
@@ -354,12 +355,12 @@ def main() -> None:
                 cases.append((f"synthetic_catalogue({n})", base / f"synthetic{n}", {
                     "synthetic": n, "days": args.scale_days,
                     "train_days": args.scale_days - 1, "rounds": args.scale_rounds,
-                    "ticks": args.ticks}))
+                    "ticks": args.scale_ticks}))
         results = []
         for name, d, spec in cases:
             print(f"{name}: building")
             build(d, spec)
-            print(f"{name}: {args.ticks} warm ticks")
+            print(f"{name}: {spec['ticks']} warm ticks")
             got = warm(d, profile=args.profile and not spec["synthetic"])
             results.append((name, got))
             if not spec["synthetic"]:
