@@ -184,7 +184,8 @@ def test_a_model_that_fails_falls_back_to_persistence_and_says_why(engine: Engin
     assert set(latest["model_variant"]) == {"persistence"} and len(latest) == 6
 
 
-def test_any_error_in_one_river_is_recorded_and_the_run_is_closed(engine: Engine, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_any_error_in_one_river_is_recorded_and_the_run_is_closed(  # type: ignore[no-untyped-def]
+        engine: Engine, world, monkeypatch) -> None:
     cat, obs, rain, models = world
     _store(engine, *_recent(obs, rain))
     boom = cat.rivers[0].id

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from forecast.errors import FrameError
 from forecast.features.columns import (
@@ -29,6 +28,28 @@ from forecast.features.columns import (
     extra_columns,
 )
 from forecast.frames import LEVEL, RAIN
+
+_DECAY_BLOCK = 128   # decay**-127 stays below 1e3 for API_DECAY_PER_H: no loss of precision
+
+
+def decayed_sum(x: np.ndarray, decay: float) -> np.ndarray:
+    """``y[t] = x[t] + decay * y[t - 1]`` with ``y[-1] = 0`` (the antecedent precipitation index;
+    what ``scipy.signal.lfilter([1], [1, -decay], x)`` computes, without importing SciPy).
+
+    Block by block: inside a block starting at ``s``, ``y[s + k] = decay**k * (decay * y[s - 1]
+    + sum_{j <= k} x[s + j] * decay**-j)``, a cumulative sum, so the Python loop runs once per
+    ``_DECAY_BLOCK`` hours."""
+    x = np.asarray(x, dtype="float64")
+    out = np.empty(len(x))
+    k = np.arange(_DECAY_BLOCK, dtype="float64")
+    up, down = decay ** k, decay ** -k
+    prev = 0.0
+    for s in range(0, len(x), _DECAY_BLOCK):
+        m = min(_DECAY_BLOCK, len(x) - s)
+        y = up[:m] * (decay * prev + np.cumsum(x[s:s + m] * down[:m]))
+        out[s:s + m] = y
+        prev = float(y[-1])
+    return out
 
 
 def _check_hourly(hourly: pd.DataFrame) -> pd.DatetimeIndex:
@@ -118,7 +139,7 @@ def build_features(
     for k in RAIN_SUM_H:
         cols[f"rain_{k}h"] = rain.rolling(k, min_periods=max(1, int(0.75 * k))).sum()
     # API treats a missing hour as dry, so mask it where recent rain is mostly unknown.
-    api = lfilter([1.0], [1.0, -API_DECAY_PER_H], rain.fillna(0.0).to_numpy())
+    api = decayed_sum(rain.fillna(0.0).to_numpy(), API_DECAY_PER_H)
     cols["api"] = pd.Series(api, index=idx).where(cols["rain_24h"].notna())
     for c in extra_columns(hourly):
         x = hourly[c].astype("float64")
