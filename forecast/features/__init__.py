@@ -124,6 +124,7 @@ from forecast.features.hourly import (
     level_to_hourly,
     rain_to_hourly,
     river_hourly,
+    rivers_hourly,
 )
 from forecast.features.rows import (
     archive_rain,
@@ -174,6 +175,7 @@ __all__ = [
     "perfect_rain",
     "rain_to_hourly",
     "river_hourly",
+    "rivers_hourly",
     "silence_reason",
     "targets",
 ]

@@ -198,11 +198,14 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
         return f"{who}: no usable level at {when} (a gap, not read as low water)"
     start = gauge.start_level_m if gauge.kind == "crisis" else None
     censored = float(censored_column(frame, CENSORED).iloc[i]) > 0
+    marked = float(censored_column(frame, UNEXPLAINED).iloc[i]) > 0
+    if not censored and not marked:   # a reading: only a censored hour can be unexplained
+        return None
     if censored and (start is None or SILENT_H not in frame.columns):
         return (f"{who}: level censored at {when} but the river frame has no silence columns "
                 "(not built by river_hourly), so it is not read as low water")
     got = _silence_checks(frame, start)
-    if not (got.unexplained[i] or float(censored_column(frame, UNEXPLAINED).iloc[i]) > 0):
+    if not (got.unexplained[i] or marked):
         return None
     hours = float(frame[SILENT_H].iloc[i])
     since = ts - pd.Timedelta(seconds=round(hours * 3600))

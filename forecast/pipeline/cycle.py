@@ -22,6 +22,7 @@ their meaning; a rain vintage is used when its valid times line up with T's hour
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -127,6 +128,46 @@ class Inputs:
     obs: pd.DataFrame
     vintages: pd.DataFrame
     freshness: pd.DataFrame
+    # row positions per station / catchment / river, built on first use: each river then
+    # takes its own rows instead of filtering every frame of every river
+    _positions: dict[str, dict[str, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def _index(self, name: str) -> dict[str, np.ndarray]:
+        got = self._positions.get(name)
+        if got is None:
+            if name == "freshness":
+                lists: dict[str, list[int]] = {}
+                for i, ids in enumerate(self.freshness["river_ids"]):
+                    for r in ids:
+                        lists.setdefault(str(r), []).append(i)
+                got = {k: np.asarray(v, dtype=np.intp) for k, v in lists.items()}
+            else:
+                frame, column = ((self.obs, "station_id") if name == "obs"
+                                 else (self.vintages, "catchment_id"))
+                got = ({str(k): np.asarray(v)
+                        for k, v in frame.groupby(column, sort=False).indices.items()}
+                       if len(frame) else {})
+            self._positions[name] = got
+        return got
+
+    def _rows(self, name: str, frame: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
+        index = self._index(name)
+        parts = [index[k] for k in dict.fromkeys(keys) if k in index]
+        pos = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
+        return frame.iloc[pos]
+
+    def station_rows(self, codes: Iterable[str]) -> pd.DataFrame:
+        """The observations of these stations, in the frame's order (with its index)."""
+        return self._rows("obs", self.obs, codes)
+
+    def catchment_vintages(self, catchment_id: str) -> pd.DataFrame:
+        """The rain vintages of one catchment, in the frame's order."""
+        return self._rows("vintages", self.vintages, [catchment_id])
+
+    def river_freshness(self, river_id: str) -> pd.DataFrame:
+        """The freshness rows of the stations one river reads."""
+        return self._rows("freshness", self.freshness, [river_id])
 
 
 def _forecast_rain_reason(vintages: pd.DataFrame, river: River, issued: pd.Timestamp
@@ -150,14 +191,14 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
     """One river's forecast at ``issued``: (frame of every lead, variant, lineage, reasons).
 
     ``model`` None: persistence with an empirical band (``model_problem`` says why)."""
-    obs, vintages = inputs.obs, inputs.vintages
+    obs = inputs.station_rows(river.station_codes)   # this river's stations only
+    vintages = inputs.catchment_vintages(river.id)
     # Work on hours ending at T: shift a half-hour issue time (and every input) onto the grid.
     shift = issued - issued.floor("h")
     t0 = issued - shift
-    mine = obs.loc[obs["station_id"].isin(river.station_codes)]
-    mine = mine.assign(time=mine["time"] - shift)
+    mine = obs.assign(time=obs["time"] - shift) if shift else obs
     vint = vintages.assign(issued_at=vintages["issued_at"] - shift,
-                           valid_at=vintages["valid_at"] - shift)
+                           valid_at=vintages["valid_at"] - shift) if shift else vintages
     hourly = river_hourly(mine, river, start=t0 - pd.Timedelta(LOOKBACK), end=t0)
     valid = hourly.index[hourly[LEVEL].notna().to_numpy()]
     last_level = valid.max() if len(valid) else None
@@ -194,7 +235,7 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
         reasons.append(silence)
     if variant not in ("full", PERSISTENCE):
         reasons.append(f"model variant {variant} (inputs missing)")
-    reasons += stale_reasons(inputs.freshness, river.id)
+    reasons += stale_reasons(inputs.river_freshness(river.id), river.id)
     has_fc = bool(X.filter(like="rain_fc_").notna().all(axis=None))
     if has_fc and variant in ("full", "no_upstream"):
         stale_fc = _forecast_rain_reason(vintages, river, issued)
