@@ -129,6 +129,7 @@ from forecast.features.hourly import (
 from forecast.features.rows import (
     archive_rain,
     build_features,
+    build_features_many,
     feature_groups,
     perfect_rain,
     targets,
@@ -166,6 +167,7 @@ __all__ = [
     "FutureRain",
     "archive_rain",
     "build_features",
+    "build_features_many",
     "catchment_rain",
     "censored_column",
     "crisis_level_to_hourly",

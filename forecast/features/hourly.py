@@ -208,14 +208,17 @@ def catchment_rain(gauges: pd.DataFrame, weights: Sequence[float]) -> pd.Series:
     Weights are renormalised over the gauges present each hour; the hour is NaN when the
     present gauges hold less than ``MIN_RAIN_WEIGHT`` of the total weight.
     """
+    out = _weighted_rain(gauges.to_numpy(dtype="float64"), weights)
+    return pd.Series(out, index=gauges.index, dtype="float64", name=RAIN)
+
+
+def _weighted_rain(vals: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     w = np.asarray(weights, dtype="float64")
-    vals = gauges.to_numpy(dtype="float64")
     present = ~np.isnan(vals)
     wsum = (present * w).sum(axis=1)
     num = np.nansum(np.where(present, vals, 0.0) * w, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(wsum >= MIN_RAIN_WEIGHT * w.sum(), num / wsum, np.nan)
-    return pd.Series(out, index=gauges.index, dtype="float64", name=RAIN)
+        return np.asarray(np.where(wsum >= MIN_RAIN_WEIGHT * w.sum(), num / wsum, np.nan))
 
 
 def river_hourly(
@@ -288,24 +291,24 @@ def rivers_hourly(obs: pd.DataFrame, rivers: Sequence[River], *,
             return gauges_done[k]
 
         primary = gauge(river.primary_gauge, LEVEL, river.gauge)
-        cols: dict[str, np.ndarray | pd.Series] = {
-            LEVEL: primary["level"], CENSORED: primary["censored"]}
-        rain_frame = pd.DataFrame({g.code: rain[(id(index), g.code)] for g in river.rain_gauges},
-                                  index=index)
-        cols[RAIN] = catchment_rain(rain_frame, [g.weight for g in river.rain_gauges])
+        cols: dict[str, np.ndarray] = {LEVEL: primary["level"], CENSORED: primary["censored"]}
+        codes = list(dict.fromkeys(g.code for g in river.rain_gauges))
+        gauges = (np.column_stack([rain[(id(index), c)] for c in codes]) if codes
+                  else np.empty((len(index), 0)))
+        cols[RAIN] = _weighted_rain(gauges, [g.weight for g in river.rain_gauges])
         gauges_by_code = {g.code: g for g in river.gauges}
         for code in river.upstream_gauges:
             col = UP_PREFIX + code
             up = gauge(code, None, gauges_by_code.get(code))
             cols[col], cols[col + CENSORED_SUFFIX] = up["level"], up["censored"]
-        cols[SILENT_H] = primary["silent_h"]
-        cols[LAST_M] = primary["last_m"]
-        cols[LAST_RISE_M] = primary["last_rise_m"]
+        silence = {UNEXPLAINED: np.zeros(len(index)),   # set below for a crisis gauge
+                   SILENT_H: primary["silent_h"], LAST_M: primary["last_m"],
+                   LAST_RISE_M: primary["last_rise_m"]}
+        cols.update({c: silence[c] for c in SILENCE_COLUMNS})   # the silence columns last
         frame = pd.DataFrame(cols, index=index)
         start_m = river.gauge.start_level_m if river.gauge.kind == "crisis" else None
         # without a start level nothing is censored by silence: nothing to explain
-        frame[UNEXPLAINED] = (np.zeros(len(index)) if start_m is None else
-                              _silence_checks(frame, start_m).unexplained.astype("float64"))
-        out[river.id] = frame[[c for c in frame.columns if c not in SILENCE_COLUMNS]
-                              + list(SILENCE_COLUMNS)]
+        if start_m is not None:
+            frame[UNEXPLAINED] = _silence_checks(frame, start_m).unexplained.astype("float64")
+        out[river.id] = frame
     return out

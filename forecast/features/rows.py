@@ -111,8 +111,9 @@ def archive_rain(
         loc = np.clip(g_key.searchsorted(key), 0, len(g_key) - 1)
         got = (pos >= 0) & (vals[r] == target) & (g_key[loc] == key)
         hourly[got, j] = g_value[loc[got]]
-    out.loc[:, :] = np.cumsum(hourly, axis=1)  # NaN propagates to longer sums
-    return out
+    # NaN propagates to longer sums
+    return pd.DataFrame(np.cumsum(hourly, axis=1), index=issue_times,
+                        columns=list(FC_RAIN_FEATURES))
 
 
 _NAT = np.iinfo(np.int64).min
@@ -175,12 +176,19 @@ def build_features_many(
     groups: dict[tuple[int, int], list[int]] = {}
     for i, idx in enumerate(idxs):
         groups.setdefault((int(idx.asi8[0]) if len(idx) else 0, len(idx)), []).append(i)
+    by_catchment: dict[str, pd.DataFrame] = {}
+    none_of_them = vintages
+    if future_rain == "archive" and vintages is not None and len(hourlies) > 1 and len(vintages):
+        # each river's archive_rain then filters its own catchment's rows, not every row
+        by_catchment = {str(k): vintages.iloc[v] for k, v in
+                        vintages.groupby("catchment_id", sort=False).indices.items()}
+        none_of_them = vintages.iloc[:0]
     for members in groups.values():
         idx = idxs[members[0]]
         for i, cols in zip(members, _feature_columns([hourlies[i] for i in members], idx, it),
                            strict=True):
-            out[i] = _finish(pd.DataFrame(cols, index=it), hourlies[i], it, future_rain,
-                             vintages, ids[i])
+            own = by_catchment.get(ids[i], none_of_them) if by_catchment else vintages
+            out[i] = _finish(cols, hourlies[i], it, future_rain, own, ids[i])
     return [f for f in out if f is not None]
 
 
@@ -246,15 +254,24 @@ def _feature_columns(hourlies: Sequence[pd.DataFrame], idx: pd.DatetimeIndex,
     return cols
 
 
-def _finish(feats: pd.DataFrame, hourly: pd.DataFrame, it: pd.DatetimeIndex,
+def _finish(cols: dict[str, np.ndarray], hourly: pd.DataFrame, it: pd.DatetimeIndex,
             future_rain: FutureRain, vintages: pd.DataFrame | None, catchment_id: str
             ) -> pd.DataFrame:
+    """The feature frame: the past-looking columns, then the forecast-rain ones."""
+    rain: pd.DataFrame | None = None
     if future_rain == "perfect":
-        feats = feats.join(perfect_rain(hourly, it))
+        rain = perfect_rain(hourly, it)
     elif future_rain == "archive":
         if vintages is None:
             raise FrameError("future_rain='archive' needs a rain-vintage frame")
-        feats = feats.join(archive_rain(vintages, catchment_id, it))
+        rain = archive_rain(vintages, catchment_id, it)
+    if rain is None:
+        feats = pd.DataFrame(cols, index=it)
+    elif it.is_unique:   # a join on the same unique index appends the columns
+        feats = pd.DataFrame({**cols, **{c: rain[c].to_numpy() for c in rain.columns}},
+                             index=it)
+    else:
+        feats = pd.DataFrame(cols, index=it).join(rain)
     feats.index.name = "issued_at"
     return feats
 

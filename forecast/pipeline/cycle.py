@@ -22,7 +22,7 @@ their meaning; a rain vintage is used when its valid times line up with T's hour
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,7 +31,14 @@ import pandas as pd
 
 from forecast.catalogue import River
 from forecast.errors import CycleError
-from forecast.features import CENSORED, build_features, river_hourly, silence_reason
+from forecast.features import (
+    CENSORED,
+    build_features,
+    build_features_many,
+    river_hourly,
+    rivers_hourly,
+    silence_reason,
+)
 from forecast.frames import LEVEL, Flag
 from forecast.modelling.baselines import persistence_banded
 from forecast.modelling.lgbm import LeadModels
@@ -185,21 +192,51 @@ def _forecast_rain_reason(vintages: pd.DataFrame, river: River, issued: pd.Times
             f"{PRODUCT_STALE.total_seconds() / 60:.0f} min)")
 
 
+Prepared = dict[str, tuple[pd.DataFrame, pd.DataFrame]]
+"""River id -> (hourly river frame, feature row at T), built for all rivers at once."""
+
+
+def _prepare(rivers: Sequence[River], inputs: Inputs, issued: pd.Timestamp) -> Prepared:
+    """Every river's hourly frame and feature row at ``issued`` in one pass
+    (``features.rivers_hourly`` / ``build_features_many``: the same frames as river by river).
+    Empty if that fails: each river is then built on its own, so a failure stays its own."""
+    shift = issued - issued.floor("h")
+    t0 = issued - shift
+    obs, vint = inputs.obs, inputs.vintages
+    if shift:
+        obs = obs.assign(time=obs["time"] - shift)
+        vint = vint.assign(issued_at=vint["issued_at"] - shift,
+                           valid_at=vint["valid_at"] - shift)
+    try:
+        hourly = rivers_hourly(obs, rivers, start=t0 - pd.Timedelta(LOOKBACK), end=t0)
+        frames = [hourly[r.id] for r in rivers]
+        X = build_features_many(frames, [t0], future_rain="archive", vintages=vint,
+                                catchment_ids=[r.id for r in rivers])
+    except Exception:   # the rivers are built one by one instead
+        log.warning("building the inputs of all rivers at once failed; river by river",
+                    exc_info=True)
+        return {}
+    return {r.id: (h, x) for r, h, x in zip(rivers, frames, X, strict=True)}
+
+
 def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
-                  model: tuple[str, LeadModels] | None, model_problem: str | None = None
+                  model: tuple[str, LeadModels] | None, model_problem: str | None = None,
+                  prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None
                   ) -> tuple[pd.DataFrame, str, dict[str, str], list[str]]:
     """One river's forecast at ``issued``: (frame of every lead, variant, lineage, reasons).
 
-    ``model`` None: persistence with an empirical band (``model_problem`` says why)."""
-    obs = inputs.station_rows(river.station_codes)   # this river's stations only
-    vintages = inputs.catchment_vintages(river.id)
+    ``model`` None: persistence with an empirical band (``model_problem`` says why).
+    ``prepared``: this river's hourly frame and feature row from ``_prepare``."""
+    obs = inputs.station_rows([river.primary_gauge])   # the primary gauge's rows
     # Work on hours ending at T: shift a half-hour issue time (and every input) onto the grid.
     shift = issued - issued.floor("h")
     t0 = issued - shift
-    mine = obs.assign(time=obs["time"] - shift) if shift else obs
-    vint = vintages.assign(issued_at=vintages["issued_at"] - shift,
-                           valid_at=vintages["valid_at"] - shift) if shift else vintages
-    hourly = river_hourly(mine, river, start=t0 - pd.Timedelta(LOOKBACK), end=t0)
+    if prepared is not None:
+        hourly, X = prepared
+    else:
+        mine = inputs.station_rows(river.station_codes)
+        mine = mine.assign(time=mine["time"] - shift) if shift else mine
+        hourly = river_hourly(mine, river, start=t0 - pd.Timedelta(LOOKBACK), end=t0)
     valid = hourly.index[hourly[LEVEL].notna().to_numpy()]
     last_level = valid.max() if len(valid) else None
     if last_level is None or t0 - last_level > STALE_LEVEL:
@@ -209,8 +246,12 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
         raise CycleError(f"river {river.id}: no usable level at {river.primary_gauge} in the "
                          f"{STALE_LEVEL.total_seconds() / 3600:g} h before "
                          f"{issued:%Y-%m-%d %H:%M}Z ({seen}); is the gauge's data feed running?")
-    X = build_features(hourly, [t0], future_rain="archive", vintages=vint,
-                       catchment_id=river.id)
+    if prepared is None:
+        vintages = inputs.catchment_vintages(river.id)
+        vint = vintages.assign(issued_at=vintages["issued_at"] - shift,
+                               valid_at=vintages["valid_at"] - shift) if shift else vintages
+        X = build_features(hourly, [t0], future_rain="archive", vintages=vint,
+                           catchment_id=river.id)
     if not np.isfinite(X[LEVEL].iloc[0]):
         kind = (" (crisis gauge: silent without a recent reading near or below its start "
                 "level, so not read as low water)") if river.gauge.kind == "crisis" else ""
@@ -238,7 +279,7 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
     reasons += stale_reasons(inputs.river_freshness(river.id), river.id)
     has_fc = bool(X.filter(like="rain_fc_").notna().all(axis=None))
     if has_fc and variant in ("full", "no_upstream"):
-        stale_fc = _forecast_rain_reason(vintages, river, issued)
+        stale_fc = _forecast_rain_reason(inputs.catchment_vintages(river.id), river, issued)
         if stale_fc is not None:
             reasons.append(stale_fc)
     lineage = {
@@ -276,7 +317,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
-               issued: pd.Timestamp, models: ModelProvider) -> None:
+               issued: pd.Timestamp, models: ModelProvider,
+               prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> None:
     problem: str | None = None
     try:
         got = models(river.id)
@@ -286,7 +328,8 @@ def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
         log.exception("cycle %s: loading the model of %s failed", report.cycle_id, river.id)
         got, problem = None, f"model not loaded ({_describe(exc)})"
     try:
-        fc, variant, lineage, reasons = _forecast_one(river, inputs, issued, got, problem)
+        fc, variant, lineage, reasons = _forecast_one(river, inputs, issued, got, problem,
+                                                      prepared)
     except CycleError:
         raise
     except Exception as exc:   # the model failed on these inputs: persistence, say why
@@ -294,7 +337,7 @@ def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
             raise
         log.exception("cycle %s: the model of %s failed", report.cycle_id, river.id)
         fc, variant, lineage, reasons = _forecast_one(
-            river, inputs, issued, None, f"model {got[0]} failed ({_describe(exc)})")
+            river, inputs, issued, None, f"model {got[0]} failed ({_describe(exc)})", prepared)
     version = str(fc["model_version"].iloc[0])
     degraded = variant != "full"
     status = "degraded" if degraded or reasons else "ok"
@@ -320,9 +363,11 @@ def forecast_stage(ctx: Context, report: CycleReport, *, models: ModelProvider |
     issued = pd.Timestamp(report.issued_at)
     inputs = _read_inputs(ctx, issued, rain_product)
     provider = models if models is not None else champion_models(ctx)
-    for river in ctx.catalogue.rivers:
+    rivers = ctx.catalogue.rivers
+    prepared = _prepare(rivers, inputs, issued)
+    for river in rivers:
         try:
-            _run_river(ctx, report, river, inputs, issued, provider)
+            _run_river(ctx, report, river, inputs, issued, provider, prepared.get(river.id))
         except Exception as exc:   # any failure of one river: record, go on
             _record_failure(ctx, report, river.id, exc)
     return inputs
