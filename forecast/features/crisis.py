@@ -172,6 +172,23 @@ def _hours_text(hours: float) -> str:
 _NO_SHIFT = pd.Timedelta(0)
 
 
+def _flag_at(hourly: pd.DataFrame, column: str, i: int) -> bool:
+    """``censored_column(hourly, column).iloc[i] > 0`` without building the whole column."""
+    if column not in hourly.columns:
+        return False
+    return bool(float(hourly[column].iat[i]) > 0)   # NaN counts as 0
+
+
+def _plain_reading(hourly: pd.DataFrame, i: object) -> bool:
+    """Row ``i`` holds a usable level that is neither censored nor marked unexplained: what
+    ``silence_reason`` answers None for at once."""
+    if not isinstance(i, (int, np.integer)):
+        return False
+    level = float(hourly[LEVEL].iat[int(i)])
+    return bool(np.isfinite(level)) and not _flag_at(hourly, CENSORED, int(i)) \
+        and not _flag_at(hourly, UNEXPLAINED, int(i))
+
+
 def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
                    shift: pd.Timedelta = _NO_SHIFT) -> str | None:
     """Why the primary level of the river frame at ``at`` is not known, for operators.
@@ -192,6 +209,8 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
     when = (ts + shift + pd.Timedelta(hours=JST_OFFSET_H)).strftime("%Y-%m-%d %H:%M JST")
     if ts not in hourly.index:
         return f"{who}: the river frame has no row for {when}"
+    if hourly.index.is_unique and _plain_reading(hourly, hourly.index.get_loc(ts)):
+        return None
     frame = hourly.loc[:ts]
     i = len(frame) - 1
     if not np.isfinite(float(frame[LEVEL].iloc[i])):

@@ -112,11 +112,15 @@ def issue_time(at: datetime) -> pd.Timestamp:
 
 def _level_reasons(obs: pd.DataFrame, river: River, issued: pd.Timestamp) -> list[str]:
     """Low-confidence reasons from the QC flag of the primary reading used at T."""
-    rows = obs[(obs["station_id"] == river.primary_gauge) & (obs["variable"] == LEVEL)
-               & (obs["time"] <= issued) & (obs["time"] > issued - pd.Timedelta(minutes=30))]
-    if rows.empty:
+    t = pd.DatetimeIndex(obs["time"]).as_unit("ns").asi8
+    at = issued.as_unit("ns").value
+    mine = ((obs["station_id"].to_numpy() == river.primary_gauge)
+            & (obs["variable"].to_numpy() == LEVEL) & (t <= at)
+            & (t > at - pd.Timedelta(minutes=30).value))
+    rows = np.flatnonzero(mine)
+    if not len(rows):
         return []
-    last = rows.sort_values("time").iloc[-1]
+    last = obs.iloc[rows[np.argmax(t[rows])]]   # the newest reading (times are unique)
     flag = int(last["flag"])
     if flag in (int(Flag.DOUBTFUL), int(Flag.FILLED)):
         return [f"level at {river.primary_gauge} is {Flag(flag).name} "
@@ -144,11 +148,14 @@ class Inputs:
     def _index(self, name: str) -> dict[str, np.ndarray]:
         got = self._positions.get(name)
         if got is None:
-            if name == "freshness":
+            if name in ("freshness", "stale"):
                 lists: dict[str, list[int]] = {}
+                keep = (self.freshness["status"].isin(["stale", "never"]).to_numpy()
+                        if name == "stale" else np.ones(len(self.freshness), dtype=bool))
                 for i, ids in enumerate(self.freshness["river_ids"]):
-                    for r in ids:
-                        lists.setdefault(str(r), []).append(i)
+                    if keep[i]:
+                        for r in ids:
+                            lists.setdefault(str(r), []).append(i)
                 got = {k: np.asarray(v, dtype=np.intp) for k, v in lists.items()}
             else:
                 frame, column = ((self.obs, "station_id") if name == "obs"
@@ -173,9 +180,10 @@ class Inputs:
         """The rain vintages of one catchment, in the frame's order."""
         return self._rows("vintages", self.vintages, [catchment_id])
 
-    def river_freshness(self, river_id: str) -> pd.DataFrame:
-        """The freshness rows of the stations one river reads."""
-        return self._rows("freshness", self.freshness, [river_id])
+    def river_freshness(self, river_id: str, *, stale_only: bool = False) -> pd.DataFrame:
+        """The freshness rows of the stations one river reads (``stale_only``: those that
+        are stale or never seen, the only ones ``qc.freshness.stale_reasons`` reports)."""
+        return self._rows("stale" if stale_only else "freshness", self.freshness, [river_id])
 
 
 def _forecast_rain_reason(vintages: pd.DataFrame, river: River, issued: pd.Timestamp
@@ -262,7 +270,7 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
     if model is not None:
         version, lead_models = model
         pred = lead_models.predict(X)
-        if pred[["level", "q10", "q50", "q90"]].isna().any().any():
+        if np.isnan(pred[["level", "q10", "q50", "q90"]].to_numpy(dtype="float64")).any():
             raise CycleError(f"river {river.id}: the model gave no forecast for {issued}")
     else:
         version = PERSISTENCE
@@ -277,8 +285,11 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
         reasons.append(silence)
     if variant not in ("full", PERSISTENCE):
         reasons.append(f"model variant {variant} (inputs missing)")
-    reasons += stale_reasons(inputs.river_freshness(river.id), river.id)
-    has_fc = bool(X.filter(like="rain_fc_").notna().all(axis=None))
+    stale = inputs.river_freshness(river.id, stale_only=True)
+    if len(stale):
+        reasons += stale_reasons(stale, river.id)
+    fc_cols = [c for c in X.columns if "rain_fc_" in str(c)]
+    has_fc = not np.isnan(X[fc_cols].to_numpy(dtype="float64")).any()
     if has_fc and variant in ("full", "no_upstream"):
         stale_fc = _forecast_rain_reason(inputs.catchment_vintages(river.id), river, issued)
         if stale_fc is not None:
