@@ -91,10 +91,13 @@ def upsert_observations(
     spans = df.groupby("station_id", sort=True)["time"].agg(["min", "max"])
     o = observations
     # Per station, the newest stored time inside this batch's span (one indexed range query
-    # each): rows after it are new for certain, only rows up to it need comparing.
+    # each): rows after it are new for certain, only rows up to it need comparing. Naming the
+    # variables (all of frames.VARIABLES, the only ones stored) makes it a range of the
+    # (station, variable, time) key instead of a walk over every stored row of the station.
+    variables = sorted(frames.VARIABLES)
     stored_max = pd.Series({
         sid: conn.execute(sa.select(sa.func.max(o.c.time)).where(
-            o.c.station_id == sid, o.c.time >= t0.to_pydatetime(),
+            o.c.station_id == sid, o.c.variable.in_(variables), o.c.time >= t0.to_pydatetime(),
             o.c.time <= t1.to_pydatetime())).scalar_one()
         for sid, (t0, t1) in spans.iterrows()}, dtype=object)
     known = stored_max.dropna()
@@ -136,9 +139,11 @@ def _upsert_general(conn: Connection, df: pd.DataFrame, stations: list[str], t0:
         o = observations
         # The explicit station/time range lets both databases use the primary-key
         # index on `observations` instead of scanning the whole table.
+        # (With the variables named too -- all of frames.VARIABLES, the only ones stored --
+        # it is a range of that key, not a walk over every stored row of each station.)
         join = sa.and_(
             *(o.c[k] == stage.c[k] for k in key),
-            o.c.station_id.in_(stations),
+            o.c.station_id.in_(stations), o.c.variable.in_(sorted(frames.VARIABLES)),
             o.c.time >= t0, o.c.time <= t1,
         )
         existing, revised = conn.execute(
