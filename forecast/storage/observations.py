@@ -94,12 +94,15 @@ def upsert_observations(
     # each): rows after it are new for certain, only rows up to it need comparing. Naming the
     # variables (all of frames.VARIABLES, the only ones stored) makes it a range of the
     # (station, variable, time) key instead of a walk over every stored row of the station.
-    variables = sorted(frames.VARIABLES)
+    newest = sa.select(sa.func.max(o.c.time)).where(
+        o.c.station_id == sa.bindparam("sid"), o.c.variable.in_(sorted(frames.VARIABLES)),
+        o.c.time >= sa.bindparam("t0", type_=UTCDateTime()),
+        o.c.time <= sa.bindparam("t1", type_=UTCDateTime()))
     stored_max = pd.Series({
-        sid: conn.execute(sa.select(sa.func.max(o.c.time)).where(
-            o.c.station_id == sid, o.c.variable.in_(variables), o.c.time >= t0.to_pydatetime(),
-            o.c.time <= t1.to_pydatetime())).scalar_one()
-        for sid, (t0, t1) in spans.iterrows()}, dtype=object)
+        sid: conn.execute(newest, {"sid": sid, "t0": t0.to_pydatetime(),
+                                   "t1": t1.to_pydatetime()}).scalar_one()
+        for sid, t0, t1 in zip(spans.index, spans["min"], spans["max"], strict=True)},
+        dtype=object)
     known = stored_max.dropna()
     limit = pd.Series(pd.to_datetime(list(known.to_numpy()), utc=True), index=known.index)
     fresh = ~(df["time"] <= df["station_id"].map(limit)).fillna(False).to_numpy(dtype=bool)
