@@ -176,7 +176,7 @@ def _flag_at(hourly: pd.DataFrame, column: str, i: int) -> bool:
     """``censored_column(hourly, column).iloc[i] > 0`` without building the whole column."""
     if column not in hourly.columns:
         return False
-    return bool(float(hourly[column].iat[i]) > 0)   # NaN counts as 0
+    return bool(hourly[column].to_numpy(dtype="float64")[i] > 0)   # NaN counts as 0
 
 
 def _plain_reading(hourly: pd.DataFrame, i: object) -> bool:
@@ -184,7 +184,7 @@ def _plain_reading(hourly: pd.DataFrame, i: object) -> bool:
     ``silence_reason`` answers None for at once."""
     if not isinstance(i, (int, np.integer)):
         return False
-    level = float(hourly[LEVEL].iat[int(i)])
+    level = float(hourly[LEVEL].to_numpy(dtype="float64")[int(i)])
     return bool(np.isfinite(level)) and not _flag_at(hourly, CENSORED, int(i)) \
         and not _flag_at(hourly, UNEXPLAINED, int(i))
 

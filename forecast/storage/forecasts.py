@@ -36,7 +36,7 @@ def save_forecast(conn: Connection, fc: pd.DataFrame, *, model_variant: str,
     if not len(fc) or any(fc[k].nunique(dropna=False) != 1 for k in keys):
         raise StorageError("save_forecast takes one river, issue time and model version")
     river_id, version = fc["river_id"].iat[0], fc["model_version"].iat[0]
-    issued = pd.Timestamp(fc["issued_at"].iat[0]).to_pydatetime()
+    issued = pd.DatetimeIndex(fc["issued_at"])[0].to_pydatetime()
     fr = forecast_runs
     revision = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(fr.c.revision), 0))
                                 .where(fr.c.river_id == river_id, fr.c.issued_at == issued)
