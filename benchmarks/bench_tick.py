@@ -198,7 +198,20 @@ def _instrument() -> dict[str, float]:
     return spent
 
 
-def child(d: Path, profile: bool) -> None:
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (MB): VmHWM, the high-water mark of its own address space.
+    (``getrusage``'s ru_maxrss is not: on Linux it keeps the RSS the parent had when it forked
+    this process.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(d: Path, profile: bool, ticks: int | None = None) -> None:
     """The scheduler's process: imports, context, replay, then consecutive ticks."""
     t_start = time.perf_counter()
     from forecast.clock import FixedClock
@@ -220,11 +233,12 @@ def child(d: Path, profile: bool) -> None:
     import psutil
 
     proc = psutil.Process()
-    for k in range(spec["ticks"]):
+    n_ticks = min(ticks or spec["ticks"], spec["ticks"])
+    for k in range(n_ticks):
         issued = T0 + timedelta(minutes=30 * k)
         clock.set(issued + TICK_DELAY + timedelta(minutes=1))
         spent.clear()
-        prof = cProfile.Profile() if profile and k == spec["ticks"] - 1 else None
+        prof = cProfile.Profile() if profile and k == n_ticks - 1 else None
         t, cpu = time.perf_counter(), time.process_time()
         if prof is not None:
             prof.enable()
@@ -239,16 +253,17 @@ def child(d: Path, profile: bool) -> None:
                       "rss_mb": proc.memory_info().rss / 2**20})
         if prof is not None:
             pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mb()
     print(json.dumps({"ready_s": ready, "ticks": ticks, "peak_rss_mb": peak,
                       "rivers": len(cat.rivers),
                       "gauges": len({s for r in cat.rivers for s in r.station_codes})}))
 
 
-def warm(d: Path, profile: bool = False) -> dict[str, Any]:
+def warm(d: Path, profile: bool = False, ticks: int | None = None) -> dict[str, Any]:
     fresh_db(d)
     out = subprocess.run([sys.executable, __file__, "--child", str(d)]
-                         + (["--profile"] if profile else []),
+                         + (["--profile"] if profile else [])
+                         + (["--child-ticks", str(ticks)] if ticks else []),
                          capture_output=True, text=True, env=_env(d), check=False)
     if out.returncode != 0:
         raise SystemExit(f"child failed:\n{out.stderr[-4000:]}")
@@ -339,10 +354,13 @@ def main() -> None:
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--keep", type=Path, default=None)
+    ap.add_argument("--run-ticks", type=int, default=None,
+                    help="run only this many of the built ticks (e.g. 2 for a slow old build)")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-ticks", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        child(args.child, args.profile)
+        child(args.child, args.profile, args.child_ticks)
         return
     base = args.keep or Path(tempfile.mkdtemp(prefix="bench_tick_"))
     try:
@@ -361,7 +379,8 @@ def main() -> None:
             print(f"{name}: building")
             build(d, spec)
             print(f"{name}: {spec['ticks']} warm ticks")
-            got = warm(d, profile=args.profile and not spec["synthetic"])
+            got = warm(d, profile=args.profile and not spec["synthetic"],
+                       ticks=args.run_ticks if spec["synthetic"] else None)
             results.append((name, got))
             if not spec["synthetic"]:
                 procs = whole(d, T0, args.repeat)
