@@ -211,7 +211,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(d: Path, profile: bool, ticks: int | None = None) -> None:
+def child(d: Path, profile: bool, only: int | None = None) -> None:
     """The scheduler's process: imports, context, replay, then consecutive ticks."""
     t_start = time.perf_counter()
     from forecast.clock import FixedClock
@@ -233,7 +233,7 @@ def child(d: Path, profile: bool, ticks: int | None = None) -> None:
     import psutil
 
     proc = psutil.Process()
-    n_ticks = min(ticks or spec["ticks"], spec["ticks"])
+    n_ticks = min(only or spec["ticks"], spec["ticks"])
     for k in range(n_ticks):
         issued = T0 + timedelta(minutes=30 * k)
         clock.set(issued + TICK_DELAY + timedelta(minutes=1))
