@@ -1,4 +1,4 @@
-"""ecCodes and the database drivers in one process (see forecast/__init__.py): a fresh
+"""ecCodes and the database drivers in one process (see forecast/ingest/grib2.py): a fresh
 interpreter that decodes GRIB2 first and then uses SQLite and PostgreSQL must keep SQLite's
 RETURNING and exit cleanly (no SIGSEGV in an exit-time destructor)."""
 

@@ -124,10 +124,12 @@ from forecast.features.hourly import (
     level_to_hourly,
     rain_to_hourly,
     river_hourly,
+    rivers_hourly,
 )
 from forecast.features.rows import (
     archive_rain,
     build_features,
+    build_features_many,
     feature_groups,
     perfect_rain,
     targets,
@@ -165,6 +167,7 @@ __all__ = [
     "FutureRain",
     "archive_rain",
     "build_features",
+    "build_features_many",
     "catchment_rain",
     "censored_column",
     "crisis_level_to_hourly",
@@ -174,6 +177,7 @@ __all__ = [
     "perfect_rain",
     "rain_to_hourly",
     "river_hourly",
+    "rivers_hourly",
     "silence_reason",
     "targets",
 ]

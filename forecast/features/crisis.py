@@ -172,6 +172,23 @@ def _hours_text(hours: float) -> str:
 _NO_SHIFT = pd.Timedelta(0)
 
 
+def _flag_at(hourly: pd.DataFrame, column: str, i: int) -> bool:
+    """``censored_column(hourly, column).iloc[i] > 0`` without building the whole column."""
+    if column not in hourly.columns:
+        return False
+    return bool(hourly[column].to_numpy(dtype="float64")[i] > 0)   # NaN counts as 0
+
+
+def _plain_reading(hourly: pd.DataFrame, i: object) -> bool:
+    """Row ``i`` holds a usable level that is neither censored nor marked unexplained: what
+    ``silence_reason`` answers None for at once."""
+    if not isinstance(i, (int, np.integer)):
+        return False
+    level = float(hourly[LEVEL].to_numpy(dtype="float64")[int(i)])
+    return bool(np.isfinite(level)) and not _flag_at(hourly, CENSORED, int(i)) \
+        and not _flag_at(hourly, UNEXPLAINED, int(i))
+
+
 def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
                    shift: pd.Timedelta = _NO_SHIFT) -> str | None:
     """Why the primary level of the river frame at ``at`` is not known, for operators.
@@ -192,17 +209,22 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
     when = (ts + shift + pd.Timedelta(hours=JST_OFFSET_H)).strftime("%Y-%m-%d %H:%M JST")
     if ts not in hourly.index:
         return f"{who}: the river frame has no row for {when}"
+    if hourly.index.is_unique and _plain_reading(hourly, hourly.index.get_loc(ts)):
+        return None
     frame = hourly.loc[:ts]
     i = len(frame) - 1
     if not np.isfinite(float(frame[LEVEL].iloc[i])):
         return f"{who}: no usable level at {when} (a gap, not read as low water)"
     start = gauge.start_level_m if gauge.kind == "crisis" else None
     censored = float(censored_column(frame, CENSORED).iloc[i]) > 0
+    marked = float(censored_column(frame, UNEXPLAINED).iloc[i]) > 0
+    if not censored and not marked:   # a reading: only a censored hour can be unexplained
+        return None
     if censored and (start is None or SILENT_H not in frame.columns):
         return (f"{who}: level censored at {when} but the river frame has no silence columns "
                 "(not built by river_hourly), so it is not read as low water")
     got = _silence_checks(frame, start)
-    if not (got.unexplained[i] or float(censored_column(frame, UNEXPLAINED).iloc[i]) > 0):
+    if not (got.unexplained[i] or marked):
         return None
     hours = float(frame[SILENT_H].iloc[i])
     since = ts - pd.Timedelta(seconds=round(hours * 3600))

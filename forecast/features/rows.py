@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from forecast.errors import FrameError
 from forecast.features.columns import (
@@ -29,6 +29,23 @@ from forecast.features.columns import (
     extra_columns,
 )
 from forecast.frames import LEVEL, RAIN
+
+
+def decayed_sum(x: np.ndarray, decay: float) -> np.ndarray:
+    """``y[t] = x[t] + decay * y[t - 1]`` with ``y[-1] = 0``, down the first axis (the
+    antecedent precipitation index). The same floating-point operations, in the same order, as
+    ``scipy.signal.lfilter([1], [1, -decay], x)``, so the same bits, without importing SciPy;
+    a 2-D ``x`` (hours x series) runs the recursion on every column at once."""
+    x = np.asarray(x, dtype="float64")
+    if x.ndim == 1:
+        steps = itertools.accumulate(x.tolist(), lambda y, v: v + decay * y, initial=0.0)
+        return np.fromiter(steps, dtype="float64", count=len(x) + 1)[1:]
+    out = np.empty_like(x)
+    y = np.zeros(x.shape[1:])
+    for i in range(len(x)):
+        y = x[i] + decay * y
+        out[i] = y
+    return out
 
 
 def _check_hourly(hourly: pd.DataFrame) -> pd.DatetimeIndex:
@@ -65,18 +82,46 @@ def archive_rain(
     out = pd.DataFrame(np.nan, index=issue_times, columns=list(FC_RAIN_FEATURES))
     if v.empty or not len(issue_times):
         return out
-    table = v.groupby(["issued_at", "valid_at"])["value"].last()
-    issued = pd.DatetimeIndex(table.index.get_level_values(0).unique()).sort_values()
-    pos = issued.searchsorted(issue_times, side="right") - 1
-    vint = issued[np.clip(pos, 0, None)]
+    iss = _ns(v["issued_at"])
+    val = _ns(v["valid_at"])
+    value = v["value"].to_numpy(dtype="float64")
+    keep = (iss != _NAT) & (val != _NAT)          # a row without both times is in no group
+    iss, val, value = iss[keep], val[keep], value[keep]
+    if not len(iss):
+        return out
+    # one value per (issued_at, valid_at): its last non-missing one (NaN if none)
+    order = np.lexsort((val, iss))
+    iss, val, value = iss[order], val[order], value[order]
+    first = np.ones(len(iss), dtype=bool)
+    first[1:] = (iss[1:] != iss[:-1]) | (val[1:] != val[:-1])
+    starts = np.flatnonzero(first)
+    last_ok = np.maximum.reduceat(np.where(np.isnan(value), -1, np.arange(len(value))), starts)
+    g_iss, g_val = iss[starts], val[starts]
+    g_value = np.where(last_ok >= starts, value[np.clip(last_ok, 0, None)], np.nan)
+    issued = np.unique(g_iss)
+    it = _ns(issue_times)
+    pos = issued.searchsorted(it, side="right") - 1   # the latest vintage issued <= T
+    vals = np.unique(g_val)
+    g_key = issued.searchsorted(g_iss) * len(vals) + vals.searchsorted(g_val)  # sorted
     hourly = np.full((len(issue_times), len(LEADS)), np.nan)
     for j, h in enumerate(LEADS):
-        keys = pd.MultiIndex.from_arrays([vint, issue_times + pd.Timedelta(hours=h)])
-        loc = table.index.get_indexer(keys)
-        got = (loc >= 0) & (pos >= 0)
-        hourly[got, j] = table.to_numpy()[loc[got]]
-    out.loc[:, :] = np.cumsum(hourly, axis=1)  # NaN propagates to longer sums
-    return out
+        target = it + pd.Timedelta(hours=h).value
+        r = np.clip(vals.searchsorted(target), 0, len(vals) - 1)
+        key = np.clip(pos, 0, None) * len(vals) + r
+        loc = np.clip(g_key.searchsorted(key), 0, len(g_key) - 1)
+        got = (pos >= 0) & (vals[r] == target) & (g_key[loc] == key)
+        hourly[got, j] = g_value[loc[got]]
+    # NaN propagates to longer sums
+    return pd.DataFrame(np.cumsum(hourly, axis=1), index=issue_times,
+                        columns=list(FC_RAIN_FEATURES))
+
+
+_NAT = np.iinfo(np.int64).min
+
+
+def _ns(times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Nanoseconds since the epoch (UTC) of tz-aware times, whatever their unit."""
+    return np.asarray(pd.DatetimeIndex(times).as_unit("ns").asi8)
 
 
 def perfect_rain(hourly: pd.DataFrame, issue_times: pd.DatetimeIndex) -> pd.DataFrame:
@@ -106,37 +151,127 @@ def build_features(
     ``d_up_<code>_{1,3}h``; ``doy_sin``,
     ``doy_cos`` and ``hour_jst``. Rows for issue times outside the frame are all NaN.
     """
+    return build_features_many([hourly], issue_times, future_rain=future_rain,
+                               vintages=vintages, catchment_ids=[catchment_id])[0]
+
+
+def build_features_many(
+    hourlies: Sequence[pd.DataFrame],
+    issue_times: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+    *,
+    future_rain: FutureRain = "none",
+    vintages: pd.DataFrame | None = None,
+    catchment_ids: Sequence[str] | None = None,
+) -> list[pd.DataFrame]:
+    """``build_features`` of several river frames at the same issue times (``catchment_ids``:
+    each frame's catchment for ``archive`` rain): the same frames, in order. Frames on the same
+    hourly index are computed together, one column per river, by the same column-wise
+    operations (shifts, rolling sums, the API recursion), so the values are the same bits."""
     if future_rain not in FUTURE_RAIN_MODES:
         raise FrameError(f"future_rain must be one of {FUTURE_RAIN_MODES}, got {future_rain!r}")
-    idx = _check_hourly(hourly)
+    idxs = [_check_hourly(h) for h in hourlies]
     it = _as_issue_index(issue_times)
-    level = hourly[LEVEL].astype("float64")
-    rain = hourly[RAIN].astype("float64")
-    cols: dict[str, pd.Series] = {"level_m": level, CENSORED: censored_column(hourly, CENSORED)}
+    ids = list(catchment_ids) if catchment_ids is not None else [""] * len(hourlies)
+    out: list[pd.DataFrame | None] = [None] * len(hourlies)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, idx in enumerate(idxs):
+        groups.setdefault((int(idx.asi8[0]) if len(idx) else 0, len(idx)), []).append(i)
+    by_catchment: dict[str, pd.DataFrame] = {}
+    none_of_them = vintages
+    if future_rain == "archive" and vintages is not None and len(hourlies) > 1 and len(vintages):
+        # each river's archive_rain then filters its own catchment's rows, not every row
+        by_catchment = {str(k): vintages.iloc[v] for k, v in
+                        vintages.groupby("catchment_id", sort=False).indices.items()}
+        none_of_them = vintages.iloc[:0]
+    for members in groups.values():
+        idx = idxs[members[0]]
+        for i, cols in zip(members, _feature_columns([hourlies[i] for i in members], idx, it),
+                           strict=True):
+            own = by_catchment.get(ids[i], none_of_them) if by_catchment else vintages
+            out[i] = _finish(cols, hourlies[i], it, future_rain, own, ids[i])
+    return [f for f in out if f is not None]
+
+
+def _feature_columns(hourlies: Sequence[pd.DataFrame], idx: pd.DatetimeIndex,
+                     it: pd.DatetimeIndex) -> list[dict[str, np.ndarray]]:
+    """The past-looking feature columns at the issue times ``it`` of river frames sharing the
+    hourly index ``idx``: every operation runs once on a frame with one column per river."""
+    n = len(hourlies)
+    pos = idx.get_indexer(it)
+    outside = pos < 0
+
+    def at(values: np.ndarray) -> np.ndarray:   # rows at the issue times (reindex)
+        values = np.asarray(values, dtype="float64")
+        if not len(values):
+            return np.full((len(it), *values.shape[1:]), np.nan)
+        got = values[np.clip(pos, 0, None)]
+        got[outside] = np.nan
+        return got
+
+    def wide(column: str) -> pd.DataFrame:
+        return pd.DataFrame({i: h[column].astype("float64").to_numpy()
+                             for i, h in enumerate(hourlies)}, index=idx)
+
+    level, rain = wide(LEVEL), wide(RAIN)
+    cols: list[dict[str, np.ndarray]] = [
+        {"level_m": lv, CENSORED: at(censored_column(h, CENSORED).to_numpy())}
+        for lv, h in zip(at(level.to_numpy()).T, hourlies, strict=True)]
     for k in LEVEL_CHANGE_H:
-        cols[f"d_level_{k}h"] = level - level.shift(k)
+        d = at((level - level.shift(k)).to_numpy())
+        for i in range(n):
+            cols[i][f"d_level_{k}h"] = d[:, i]
+    sums = {}
     for k in RAIN_SUM_H:
-        cols[f"rain_{k}h"] = rain.rolling(k, min_periods=max(1, int(0.75 * k))).sum()
+        sums[k] = rain.rolling(k, min_periods=max(1, int(0.75 * k))).sum().to_numpy()
+        got = at(sums[k])
+        for i in range(n):
+            cols[i][f"rain_{k}h"] = got[:, i]
     # API treats a missing hour as dry, so mask it where recent rain is mostly unknown.
-    api = lfilter([1.0], [1.0, -API_DECAY_PER_H], rain.fillna(0.0).to_numpy())
-    cols["api"] = pd.Series(api, index=idx).where(cols["rain_24h"].notna())
-    for c in extra_columns(hourly):
-        x = hourly[c].astype("float64")
-        cols[c] = x
-        cols[c + CENSORED_SUFFIX] = censored_column(hourly, c + CENSORED_SUFFIX)
-        for k in EXTRA_CHANGE_H:
-            cols[f"d_{c}_{k}h"] = x - x.shift(k)
-    feats = pd.DataFrame(cols, index=idx).reindex(it)
+    filled = rain.fillna(0.0).to_numpy()
+    api = (decayed_sum(filled[:, 0], API_DECAY_PER_H)[:, None] if n == 1
+           else decayed_sum(filled, API_DECAY_PER_H))
+    api = at(np.where(np.isnan(sums[24]), np.nan, api))
+    for i in range(n):
+        cols[i]["api"] = api[:, i]
+    extras = [(i, c) for i, h in enumerate(hourlies) for c in extra_columns(h)]
+    if extras:
+        x = pd.DataFrame({j: hourlies[i][c].astype("float64").to_numpy()
+                          for j, (i, c) in enumerate(extras)}, index=idx)
+        changes = {k: at((x - x.shift(k)).to_numpy()) for k in EXTRA_CHANGE_H}
+        now = at(x.to_numpy())
+        for j, (i, c) in enumerate(extras):
+            cols[i][c] = now[:, j]
+            cols[i][c + CENSORED_SUFFIX] = at(
+                censored_column(hourlies[i], c + CENSORED_SUFFIX).to_numpy())
+            for k in EXTRA_CHANGE_H:
+                cols[i][f"d_{c}_{k}h"] = changes[k][:, j]
     doy = it.dayofyear.to_numpy(dtype="float64")
-    feats["doy_sin"] = np.sin(2 * np.pi * doy / 365.25)
-    feats["doy_cos"] = np.cos(2 * np.pi * doy / 365.25)
-    feats["hour_jst"] = ((it.hour + JST_OFFSET_H) % 24).astype("float64")
+    calendar = {"doy_sin": np.sin(2 * np.pi * doy / 365.25),
+                "doy_cos": np.cos(2 * np.pi * doy / 365.25),
+                "hour_jst": ((it.hour + JST_OFFSET_H) % 24).to_numpy().astype("float64")}
+    for river_cols in cols:
+        river_cols.update(calendar)
+    return cols
+
+
+def _finish(cols: dict[str, np.ndarray], hourly: pd.DataFrame, it: pd.DatetimeIndex,
+            future_rain: FutureRain, vintages: pd.DataFrame | None, catchment_id: str
+            ) -> pd.DataFrame:
+    """The feature frame: the past-looking columns, then the forecast-rain ones."""
+    rain: pd.DataFrame | None = None
     if future_rain == "perfect":
-        feats = feats.join(perfect_rain(hourly, it))
+        rain = perfect_rain(hourly, it)
     elif future_rain == "archive":
         if vintages is None:
             raise FrameError("future_rain='archive' needs a rain-vintage frame")
-        feats = feats.join(archive_rain(vintages, catchment_id, it))
+        rain = archive_rain(vintages, catchment_id, it)
+    if rain is None:
+        feats = pd.DataFrame(cols, index=it)
+    elif it.is_unique:   # a join on the same unique index appends the columns
+        feats = pd.DataFrame({**cols, **{c: rain[c].to_numpy() for c in rain.columns}},
+                             index=it)
+    else:
+        feats = pd.DataFrame(cols, index=it).join(rain)
     feats.index.name = "issued_at"
     return feats
 

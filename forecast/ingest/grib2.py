@@ -47,6 +47,17 @@ def _register_definitions() -> None:
 
 _register_definitions()
 
+# Load order matters. ecCodes' wheel (eckitlib) bundles an old libsqlite3 (3.26, no RETURNING)
+# and its own libldap/libssl. Whichever copy loads first serves the whole process: if ecCodes
+# comes first, sqlite3 loses RETURNING and libpq's libldap crashes in its exit-time destructor
+# (SIGSEGV at interpreter exit). So the system sqlite3 and psycopg's libpq load here, before
+# ecCodes (this is the only module that imports it; a process that never decodes GRIB2 does
+# not pay for psycopg unless it uses PostgreSQL). tests/test_load_order.py checks both in a
+# fresh interpreter.
+import sqlite3 as _sqlite3  # noqa: E402, F401, I001
+
+import psycopg as _psycopg  # noqa: E402, F401
+
 import eccodes  # noqa: E402  (after the environment variable, see module docstring)
 import gribapi.gribapi  # noqa: E402
 from gribapi.errors import GribInternalError  # noqa: E402

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from matplotlib.path import Path as MplPath
 
 from forecast import frames
 from forecast.catalogue import Catchment
@@ -71,6 +70,8 @@ def polygon_weights(polygon: Sequence[tuple[float, float]], grid: LatLonGrid = J
     lats = (grid.lat_first - (np.arange(r0, r1)[:, None] + sub[None, :]) * grid.dlat).ravel()
     lons = (grid.lon_first + (np.arange(c0, c1)[:, None] + sub[None, :]) * grid.dlon).ravel()
     lon_mesh, lat_mesh = np.meshgrid(lons, lats)
+    from matplotlib.path import Path as MplPath  # only when weights are built (not cached)
+
     inside = MplPath(verts).contains_points(np.column_stack([lon_mesh.ravel(), lat_mesh.ravel()]))
     share = inside.reshape(r1 - r0, k, c1 - c0, k).mean(axis=(1, 3))
     rr, cc = np.nonzero(share > 0)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import pandas as pd
 
@@ -27,8 +27,9 @@ from forecast.catalogue import Catalogue, Catchment
 from forecast.errors import ParseError
 from forecast.ingest.amedas import parse_amedas_map, parse_amedas_point
 from forecast.ingest.crisis import parse_crisis_json
-from forecast.ingest.grib2 import decode_rain_grib
-from forecast.ingest.gridrain import WeightSet, build_weights, catchment_rain
+
+if TYPE_CHECKING:
+    from forecast.ingest.gridrain import WeightSet
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,10 @@ class JmaGrib:
 
     def parse(self, data: bytes, url: str, *, now: datetime) -> Parsed:
         """Decode, cut to the catchments' window and average (``GribError`` if bad)."""
+        # ecCodes and the polygon code load with the first GRIB2 payload, not at start-up
+        from forecast.ingest.grib2 import decode_rain_grib
+        from forecast.ingest.gridrain import build_weights, catchment_rain
+
         if self._weights is None:
             self._weights = build_weights(self.catchments)
         grid = decode_rain_grib(data, name=url, window=self._weights.window)

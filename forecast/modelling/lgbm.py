@@ -43,9 +43,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -59,6 +58,18 @@ from forecast.modelling.linear import (
     linear_columns,
 )
 from forecast.modelling.quantile import Band, StackedBand, fit_band
+from forecast.modelling.trees import TextBooster, lightgbm_version
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import lightgbm as lgb
+
+    Booster: TypeAlias = lgb.Booster | TextBooster
+    """A booster trained in this process (``lightgbm``) or loaded from its text model."""
+
+# The ``lightgbm`` package (which imports scikit-learn and SciPy) is imported by training
+# only; loaded models predict through ``trees.TextBooster``.
 
 FORMAT: Final = 2   # models saved before ``transform`` existed load as transform="none"
 QUANTILES: Final = (0.1, 0.5, 0.9)
@@ -246,7 +257,7 @@ class LeadModels:
     settings: LgbmSettings
     features: list[str]
     high_water_m: float
-    boosters: dict[str, lgb.Booster] = field(default_factory=dict)   # key "h{lead}/{variant}/l2"
+    boosters: dict[str, Booster] = field(default_factory=dict)   # key "h{lead}/{variant}/l2"
     linear: dict[str, LinearFit] = field(default_factory=dict)       # key "h{lead}/{variant}"
     bands: dict[str, Band] = field(default_factory=dict)             # key "h{lead}/{variant}"
     variants: list[str] = field(default_factory=list)
@@ -445,14 +456,19 @@ class LeadModels:
             "high_water_m": self.high_water_m, "variants": self.variants,
             "linear": {k: v.to_dict() for k, v in self.linear.items()},
             "bands": {k: v.to_dict() for k, v in self.bands.items()},
-            "lightgbm": lgb.__version__,
+            "lightgbm": lightgbm_version(),
             "transform": None if self.log is None else self.log.to_dict(),
         }
         return meta, {k: b.model_to_string() for k, b in self.boosters.items()}
 
     @classmethod
-    def from_strings(cls, meta: Mapping[str, object], models: Mapping[str, str]) -> LeadModels:
-        """Inverse of ``to_strings``; ``ManifestError`` for another model format."""
+    def from_strings(cls, meta: Mapping[str, object], models: Mapping[str, str | TextBooster],
+                     *, lazy: bool = False) -> LeadModels:
+        """Inverse of ``to_strings``; ``ManifestError`` for another model format.
+
+        ``models``: booster key → LightGBM text model, or a ``trees.TextBooster`` (e.g. one
+        that reads its file when first used). Every booster is parsed now (``ModelError`` if
+        one cannot be) unless ``lazy``: then each is parsed when it first predicts."""
         if meta.get("format") != FORMAT:
             raise ManifestError(f"model format {meta.get('format')!r} is not {FORMAT} "
                                 "(quantile-booster models are no longer read); retrain")
@@ -465,7 +481,12 @@ class LeadModels:
                        for k, v in dict(meta["linear"]).items()}  # type: ignore[call-overload]
         self.bands = {str(k): Band.from_dict(v)
                       for k, v in dict(meta["bands"]).items()}  # type: ignore[call-overload]
-        self.boosters = {k: lgb.Booster(model_str=s) for k, s in models.items()}
+        boosters = {k: m if isinstance(m, TextBooster) else TextBooster(m)
+                    for k, m in models.items()}
+        if not lazy:
+            for b in boosters.values():
+                b.load()
+        self.boosters = {k: b for k, b in boosters.items()}
         tf = meta.get("transform")
         if self.settings.transform == "log":
             if not isinstance(tf, Mapping):
@@ -482,11 +503,11 @@ class _Plan:
     col: dict[str, int]
     linear: StackedLinear
     lin_idx: np.ndarray
-    boosters: list[lgb.Booster | None]
+    boosters: list[Booster | None]
     band: StackedBand
 
 
-def _raw(b: lgb.Booster, Xv: np.ndarray) -> np.ndarray:
+def _raw(b: Booster, Xv: np.ndarray) -> np.ndarray:
     return np.asarray(b.predict(Xv, num_iteration=b.best_iteration or None, num_threads=1),
                       dtype="float64")
 
@@ -495,6 +516,8 @@ def _fit_booster(s: LgbmSettings, X: np.ndarray, y: np.ndarray, w: np.ndarray,
                  tr: np.ndarray, val: np.ndarray, base: np.ndarray, feats: list[str],
                  name: str) -> lgb.Booster:
     """L2 booster on the residual of ``base`` (init_score), early-stopped on the tail."""
+    import lightgbm as lgb
+
     init = s.linear_base
     dtr = lgb.Dataset(X[tr], y[tr], weight=w[tr], feature_name=feats,
                       init_score=base[tr] if init else None)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-from scipy.optimize import nnls
 
 from forecast.features import FC_RAIN_FEATURES, LEVEL_CHANGE_H, UP_PREFIX
 
@@ -107,6 +106,8 @@ def fit_nonneg_ridge(
     rhs = np.linalg.solve(L, g)
     M = L.T
     free = ~np.asarray(nonneg, dtype=bool)
+    from scipy.optimize import nnls  # training only: forecasting processes skip SciPy
+
     c, _ = nnls(np.hstack([M, -M[:, free]]), rhs, maxiter=50 * max(p, 1))
     b = c[:p].copy()
     b[free] -= c[p:]

@@ -22,6 +22,7 @@ directory and how to fix it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,7 +34,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import pandas as pd
 
 from forecast import __version__
@@ -42,6 +42,7 @@ from forecast.features import FUTURE_RAIN_MODES, FutureRain, build_features
 from forecast.modelling import persist
 from forecast.modelling.lgbm import LeadModels, LgbmSettings
 from forecast.modelling.pooled import ATTRIBUTE_COLUMNS, PooledLeadModels, pool_columns_of
+from forecast.modelling.trees import lightgbm_version
 
 MANIFEST_FORMAT = 1
 JUDGED_LEADS = (3, 4, 5, 6)
@@ -118,6 +119,7 @@ def _git_commit() -> str:
     return sha if out.returncode == 0 and sha else "unknown"
 
 
+@functools.cache
 def model_format() -> int:
     """The ``LeadModels`` serialisation format this code writes (``model.json`` "format")."""
     meta, _ = LeadModels(settings=LgbmSettings(), features=[], high_water_m=0.0).to_strings()
@@ -127,13 +129,18 @@ def model_format() -> int:
 def expected_features(upstream: Sequence[str], future_rain: FutureRain) -> list[str]:
     """Feature names, in order, that ``build_features`` produces today for a river with these
     upstream input codes (``up_<code>`` columns) and this future-rain mode."""
+    return list(_expected_features(tuple(str(c) for c in upstream), future_rain))
+
+
+@functools.lru_cache(maxsize=4096)   # the code does not change while a process runs
+def _expected_features(upstream: tuple[str, ...], future_rain: FutureRain) -> tuple[str, ...]:
     t = pd.Timestamp("2000-01-01", tz="UTC")
     dummy = pd.DataFrame({"level_m": [1.0], "rain_mm": [0.0],
                           **{f"up_{c}": [0.0] for c in upstream}},
                          index=pd.DatetimeIndex([t], name="time"))
     # archive and perfect give the same rain_fc_* columns; perfect needs no vintage frame
     mode: FutureRain = "perfect" if future_rain == "archive" else future_rain
-    return list(build_features(dummy, [t], future_rain=mode).columns)
+    return tuple(build_features(dummy, [t], future_rain=mode).columns)
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -183,7 +190,7 @@ def register(root: Path, river_id: str, models: LeadModels, *, created_at: datet
         "upstream": None if upstream is None else list(upstream),
         "parameters": asdict(models.settings), "high_water_m": models.high_water_m,
         "data_sha256": data_sha256, "source": source, "package_version": __version__,
-        "lightgbm_version": lgb.__version__, "git_commit": _git_commit(),
+        "lightgbm_version": lightgbm_version(), "git_commit": _git_commit(),
         "backtest": jsonable(backtest),
     }
     if pooled is not None:
@@ -254,15 +261,19 @@ def check_manifest(path: Path, manifest: Mapping[str, Any], river_id: str,
 
 
 def load_version(root: Path, river_id: str, version: str, *,
-                 features: Sequence[str] | None = None) -> tuple[Version, LeadModels]:
-    """Load one version, checking its manifest against this code and its model files."""
+                 features: Sequence[str] | None = None, lazy: bool = False
+                 ) -> tuple[Version, LeadModels]:
+    """Load one version, checking its manifest against this code and its model files.
+
+    ``lazy``: the boosters are read and parsed when they first predict, each file checked
+    against its recorded sha256 first (``persist.load``); the manifest checks run now."""
     path = Path(root) / river_id / version
     if not path.is_dir():
         raise RegistryError(f"{path}: no version {version!r} of river {river_id!r}; "
                             f"list them with `forecast models --river {river_id}`")
     manifest = _read_manifest(path)
     check_manifest(path, manifest, river_id, features)
-    models = persist.load(path)
+    models = persist.load(path, lazy=lazy)
     if list(models.features) != list(manifest.get("features", [])):
         raise ManifestError(f"{path}: the manifest's feature list does not match the model "
                             f"files; {_hint(river_id)}")

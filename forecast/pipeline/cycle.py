@@ -22,15 +22,24 @@ their meaning; a rain vintage is used when its valid times line up with T's hour
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.engine import Connection
 
 from forecast.catalogue import River
 from forecast.errors import CycleError
-from forecast.features import CENSORED, build_features, river_hourly, silence_reason
+from forecast.features import (
+    CENSORED,
+    build_features,
+    build_features_many,
+    river_hourly,
+    rivers_hourly,
+    silence_reason,
+)
 from forecast.frames import LEVEL, Flag
 from forecast.modelling.baselines import persistence_banded
 from forecast.modelling.lgbm import LeadModels
@@ -50,7 +59,7 @@ from forecast.storage.cycles import (
     record_outcome,
     start_cycle,
 )
-from forecast.storage.engine import transaction
+from forecast.storage.engine import savepoint, transaction
 from forecast.storage.forecasts import save_forecast
 from forecast.storage.observations import read_observations
 from forecast.storage.rain import read_rain_vintages
@@ -103,11 +112,15 @@ def issue_time(at: datetime) -> pd.Timestamp:
 
 def _level_reasons(obs: pd.DataFrame, river: River, issued: pd.Timestamp) -> list[str]:
     """Low-confidence reasons from the QC flag of the primary reading used at T."""
-    rows = obs[(obs["station_id"] == river.primary_gauge) & (obs["variable"] == LEVEL)
-               & (obs["time"] <= issued) & (obs["time"] > issued - pd.Timedelta(minutes=30))]
-    if rows.empty:
+    t = pd.DatetimeIndex(obs["time"]).as_unit("ns").asi8
+    at = issued.as_unit("ns").value
+    mine = ((obs["station_id"].to_numpy() == river.primary_gauge)
+            & (obs["variable"].to_numpy() == LEVEL) & (t <= at)
+            & (t > at - pd.Timedelta(minutes=30).value))
+    rows = np.flatnonzero(mine)
+    if not len(rows):
         return []
-    last = rows.sort_values("time").iloc[-1]
+    last = obs.iloc[rows[np.argmax(t[rows])]]   # the newest reading (times are unique)
     flag = int(last["flag"])
     if flag in (int(Flag.DOUBTFUL), int(Flag.FILLED)):
         return [f"level at {river.primary_gauge} is {Flag(flag).name} "
@@ -127,6 +140,50 @@ class Inputs:
     obs: pd.DataFrame
     vintages: pd.DataFrame
     freshness: pd.DataFrame
+    # row positions per station / catchment / river, built on first use: each river then
+    # takes its own rows instead of filtering every frame of every river
+    _positions: dict[str, dict[str, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def _index(self, name: str) -> dict[str, np.ndarray]:
+        got = self._positions.get(name)
+        if got is None:
+            if name in ("freshness", "stale"):
+                lists: dict[str, list[int]] = {}
+                keep = (self.freshness["status"].isin(["stale", "never"]).to_numpy()
+                        if name == "stale" else np.ones(len(self.freshness), dtype=bool))
+                for i, ids in enumerate(self.freshness["river_ids"]):
+                    if keep[i]:
+                        for r in ids:
+                            lists.setdefault(str(r), []).append(i)
+                got = {k: np.asarray(v, dtype=np.intp) for k, v in lists.items()}
+            else:
+                frame, column = ((self.obs, "station_id") if name == "obs"
+                                 else (self.vintages, "catchment_id"))
+                got = ({str(k): np.asarray(v)
+                        for k, v in frame.groupby(column, sort=False).indices.items()}
+                       if len(frame) else {})
+            self._positions[name] = got
+        return got
+
+    def _rows(self, name: str, frame: pd.DataFrame, keys: Iterable[str]) -> pd.DataFrame:
+        index = self._index(name)
+        parts = [index[k] for k in dict.fromkeys(keys) if k in index]
+        pos = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.intp)
+        return frame.iloc[pos]
+
+    def station_rows(self, codes: Iterable[str]) -> pd.DataFrame:
+        """The observations of these stations, in the frame's order (with its index)."""
+        return self._rows("obs", self.obs, codes)
+
+    def catchment_vintages(self, catchment_id: str) -> pd.DataFrame:
+        """The rain vintages of one catchment, in the frame's order."""
+        return self._rows("vintages", self.vintages, [catchment_id])
+
+    def river_freshness(self, river_id: str, *, stale_only: bool = False) -> pd.DataFrame:
+        """The freshness rows of the stations one river reads (``stale_only``: those that
+        are stale or never seen, the only ones ``qc.freshness.stale_reasons`` reports)."""
+        return self._rows("stale" if stale_only else "freshness", self.freshness, [river_id])
 
 
 def _forecast_rain_reason(vintages: pd.DataFrame, river: River, issued: pd.Timestamp
@@ -144,21 +201,51 @@ def _forecast_rain_reason(vintages: pd.DataFrame, river: River, issued: pd.Times
             f"{PRODUCT_STALE.total_seconds() / 60:.0f} min)")
 
 
+Prepared = dict[str, tuple[pd.DataFrame, pd.DataFrame]]
+"""River id -> (hourly river frame, feature row at T), built for all rivers at once."""
+
+
+def _prepare(rivers: Sequence[River], inputs: Inputs, issued: pd.Timestamp) -> Prepared:
+    """Every river's hourly frame and feature row at ``issued`` in one pass
+    (``features.rivers_hourly`` / ``build_features_many``: the same frames as river by river).
+    Empty if that fails: each river is then built on its own, so a failure stays its own."""
+    shift = issued - issued.floor("h")
+    t0 = issued - shift
+    obs, vint = inputs.obs, inputs.vintages
+    if shift:
+        obs = obs.assign(time=obs["time"] - shift)
+        vint = vint.assign(issued_at=vint["issued_at"] - shift,
+                           valid_at=vint["valid_at"] - shift)
+    try:
+        hourly = rivers_hourly(obs, rivers, start=t0 - pd.Timedelta(LOOKBACK), end=t0)
+        frames = [hourly[r.id] for r in rivers]
+        X = build_features_many(frames, [t0], future_rain="archive", vintages=vint,
+                                catchment_ids=[r.id for r in rivers])
+    except Exception:   # the rivers are built one by one instead
+        log.warning("building the inputs of all rivers at once failed; river by river",
+                    exc_info=True)
+        return {}
+    return {r.id: (h, x) for r, h, x in zip(rivers, frames, X, strict=True)}
+
+
 def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
-                  model: tuple[str, LeadModels] | None, model_problem: str | None = None
+                  model: tuple[str, LeadModels] | None, model_problem: str | None = None,
+                  prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None
                   ) -> tuple[pd.DataFrame, str, dict[str, str], list[str]]:
     """One river's forecast at ``issued``: (frame of every lead, variant, lineage, reasons).
 
-    ``model`` None: persistence with an empirical band (``model_problem`` says why)."""
-    obs, vintages = inputs.obs, inputs.vintages
+    ``model`` None: persistence with an empirical band (``model_problem`` says why).
+    ``prepared``: this river's hourly frame and feature row from ``_prepare``."""
+    obs = inputs.station_rows([river.primary_gauge])   # the primary gauge's rows
     # Work on hours ending at T: shift a half-hour issue time (and every input) onto the grid.
     shift = issued - issued.floor("h")
     t0 = issued - shift
-    mine = obs.loc[obs["station_id"].isin(river.station_codes)]
-    mine = mine.assign(time=mine["time"] - shift)
-    vint = vintages.assign(issued_at=vintages["issued_at"] - shift,
-                           valid_at=vintages["valid_at"] - shift)
-    hourly = river_hourly(mine, river, start=t0 - pd.Timedelta(LOOKBACK), end=t0)
+    if prepared is not None:
+        hourly, X = prepared
+    else:
+        mine = inputs.station_rows(river.station_codes)
+        mine = mine.assign(time=mine["time"] - shift) if shift else mine
+        hourly = river_hourly(mine, river, start=t0 - pd.Timedelta(LOOKBACK), end=t0)
     valid = hourly.index[hourly[LEVEL].notna().to_numpy()]
     last_level = valid.max() if len(valid) else None
     if last_level is None or t0 - last_level > STALE_LEVEL:
@@ -168,8 +255,12 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
         raise CycleError(f"river {river.id}: no usable level at {river.primary_gauge} in the "
                          f"{STALE_LEVEL.total_seconds() / 3600:g} h before "
                          f"{issued:%Y-%m-%d %H:%M}Z ({seen}); is the gauge's data feed running?")
-    X = build_features(hourly, [t0], future_rain="archive", vintages=vint,
-                       catchment_id=river.id)
+    if prepared is None:
+        vintages = inputs.catchment_vintages(river.id)
+        vint = vintages.assign(issued_at=vintages["issued_at"] - shift,
+                               valid_at=vintages["valid_at"] - shift) if shift else vintages
+        X = build_features(hourly, [t0], future_rain="archive", vintages=vint,
+                           catchment_id=river.id)
     if not np.isfinite(X[LEVEL].iloc[0]):
         kind = (" (crisis gauge: silent without a recent reading near or below its start "
                 "level, so not read as low water)") if river.gauge.kind == "crisis" else ""
@@ -179,7 +270,7 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
     if model is not None:
         version, lead_models = model
         pred = lead_models.predict(X)
-        if pred[["level", "q10", "q50", "q90"]].isna().any().any():
+        if np.isnan(pred[["level", "q10", "q50", "q90"]].to_numpy(dtype="float64")).any():
             raise CycleError(f"river {river.id}: the model gave no forecast for {issued}")
     else:
         version = PERSISTENCE
@@ -194,10 +285,13 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
         reasons.append(silence)
     if variant not in ("full", PERSISTENCE):
         reasons.append(f"model variant {variant} (inputs missing)")
-    reasons += stale_reasons(inputs.freshness, river.id)
-    has_fc = bool(X.filter(like="rain_fc_").notna().all(axis=None))
+    stale = inputs.river_freshness(river.id, stale_only=True)
+    if len(stale):
+        reasons += stale_reasons(stale, river.id)
+    fc_cols = [c for c in X.columns if "rain_fc_" in str(c)]
+    has_fc = not np.isnan(X[fc_cols].to_numpy(dtype="float64")).any()
     if has_fc and variant in ("full", "no_upstream"):
-        stale_fc = _forecast_rain_reason(vintages, river, issued)
+        stale_fc = _forecast_rain_reason(inputs.catchment_vintages(river.id), river, issued)
         if stale_fc is not None:
             reasons.append(stale_fc)
     lineage = {
@@ -234,8 +328,34 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, CycleError) else f"{type(exc).__name__}: {exc}"
 
 
-def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
-               issued: pd.Timestamp, models: ModelProvider) -> None:
+@dataclass
+class _Forecast:
+    """One river's forecast, computed and not yet stored."""
+
+    river: River
+    fc: pd.DataFrame
+    variant: str
+    lineage: dict[str, str]
+    reasons: list[str]
+
+    @property
+    def version(self) -> str:
+        return str(self.fc["model_version"].iloc[0])
+
+    @property
+    def degraded(self) -> bool:
+        return self.variant != "full"
+
+    @property
+    def outcome(self) -> RiverOutcome:
+        status = "degraded" if self.degraded or self.reasons else "ok"
+        return RiverOutcome(self.river.id, status, self.version,
+                            "; ".join(self.reasons) or None)
+
+
+def _compute_river(report: CycleReport, river: River, inputs: Inputs, issued: pd.Timestamp,
+                   models: ModelProvider,
+                   prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> _Forecast:
     problem: str | None = None
     try:
         got = models(river.id)
@@ -245,7 +365,8 @@ def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
         log.exception("cycle %s: loading the model of %s failed", report.cycle_id, river.id)
         got, problem = None, f"model not loaded ({_describe(exc)})"
     try:
-        fc, variant, lineage, reasons = _forecast_one(river, inputs, issued, got, problem)
+        fc, variant, lineage, reasons = _forecast_one(river, inputs, issued, got, problem,
+                                                      prepared)
     except CycleError:
         raise
     except Exception as exc:   # the model failed on these inputs: persistence, say why
@@ -253,37 +374,112 @@ def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
             raise
         log.exception("cycle %s: the model of %s failed", report.cycle_id, river.id)
         fc, variant, lineage, reasons = _forecast_one(
-            river, inputs, issued, None, f"model {got[0]} failed ({_describe(exc)})")
-    version = str(fc["model_version"].iloc[0])
-    degraded = variant != "full"
-    status = "degraded" if degraded or reasons else "ok"
-    message = "; ".join(reasons) or None
-    with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
-        save_forecast(conn, fc, model_variant=variant, input_cutoff=issued.to_pydatetime(),
-                      degraded=degraded, inputs=lineage, created_at=ctx.clock.now(),
-                      cycle_id=report.cycle_id, low_confidence=bool(reasons), reasons=reasons)
-        record_outcome(conn, report.cycle_id, river_id=river.id, status=status,
-                       model_version=version, message=message)
-    report.forecasts = pd.concat([report.forecasts, fc], ignore_index=True) \
-        if len(report.forecasts) else fc
-    if reasons:
-        report.low_confidence[river.id] = reasons
-    report.outcomes.append(RiverOutcome(river.id, status, version, message))
+            river, inputs, issued, None, f"model {got[0]} failed ({_describe(exc)})", prepared)
+    return _Forecast(river, fc, variant, lineage, reasons)
+
+
+def _write(ctx: Context, conn: Connection, report: CycleReport, f: _Forecast,
+           issued: pd.Timestamp) -> RiverOutcome:
+    """A river's six leads and its outcome row (the caller's transaction or savepoint)."""
+    outcome = f.outcome
+    save_forecast(conn, f.fc, model_variant=f.variant, input_cutoff=issued.to_pydatetime(),
+                  degraded=f.degraded, inputs=f.lineage, created_at=ctx.clock.now(),
+                  cycle_id=report.cycle_id, low_confidence=bool(f.reasons), reasons=f.reasons)
+    record_outcome(conn, report.cycle_id, river_id=f.river.id, status=outcome.status,
+                   model_version=outcome.model_version, message=outcome.message)
+    return outcome
+
+
+def _log_failure(report: CycleReport, river_id: str, exc: BaseException) -> RiverOutcome:
+    if isinstance(exc, CycleError):
+        log.warning("cycle %s: river %s failed: %s", report.cycle_id, river_id, exc)
+    else:   # unexpected: keep the traceback in the log
+        log.error("cycle %s: river %s failed unexpectedly", report.cycle_id, river_id,
+                  exc_info=exc)
+    return RiverOutcome(river_id, "failed", message=_describe(exc))
+
+
+Result = _Forecast | Exception
+"""A river's computed forecast, or why it has none."""
+
+
+def _store_all(ctx: Context, report: CycleReport, results: list[tuple[River, Result]],
+               issued: pd.Timestamp) -> None:
+    """Store every river's forecast and outcome in one transaction, each river in its own
+    savepoint: a river whose write fails is rolled back alone and recorded as failed, the
+    others are kept. If the transaction as a whole cannot be committed, every river is stored
+    again on its own, each in its own transaction (as river by river), so one broken write
+    never costs the others their forecast."""
+    done: list[tuple[RiverOutcome, _Forecast | None]] = []
+    try:
+        with transaction(ctx.engine, "storing the forecasts") as conn:
+            for river, res in results:
+                if isinstance(res, _Forecast):
+                    try:
+                        with savepoint(conn):
+                            done.append((_write(ctx, conn, report, res, issued), res))
+                        continue
+                    except Exception as exc:   # this river's write: recorded, the others go on
+                        failure = _log_failure(report, river.id, exc)
+                else:
+                    failure = _log_failure(report, river.id, res)
+                with savepoint(conn):
+                    record_outcome(conn, report.cycle_id, river_id=river.id, status="failed",
+                                   message=failure.message)
+                done.append((failure, None))
+    except Exception:
+        log.exception("cycle %s: storing the forecasts together failed; river by river",
+                      report.cycle_id)
+        _store_one_by_one(ctx, report, results, issued)
+        return
+    for outcome, f in done:
+        _report(report, outcome, f)
+
+
+def _store_one_by_one(ctx: Context, report: CycleReport, results: list[tuple[River, Result]],
+                      issued: pd.Timestamp) -> None:
+    for river, res in results:
+        try:
+            if isinstance(res, Exception):
+                raise res
+            with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
+                outcome = _write(ctx, conn, report, res, issued)
+            _report(report, outcome, res)
+        except Exception as exc:   # any failure of one river: record, go on
+            _record_failure(ctx, report, river.id, exc)
+
+
+def _report(report: CycleReport, outcome: RiverOutcome, f: _Forecast | None) -> None:
+    if f is not None:
+        report.forecasts = pd.concat([report.forecasts, f.fc], ignore_index=True) \
+            if len(report.forecasts) else f.fc
+        if f.reasons:
+            report.low_confidence[f.river.id] = f.reasons
+    report.outcomes.append(outcome)
 
 
 def forecast_stage(ctx: Context, report: CycleReport, *, models: ModelProvider | None = None,
                    rain_product: str | None = None) -> Inputs:
     """Forecast every river of the catalogue for ``report.issued_at`` into the open run
     ``report.cycle_id`` (the caller holds the issue-time lock and closes the run). Per-river
-    failures are recorded, never raised; returns the inputs read (with their freshness)."""
+    failures are recorded, never raised; returns the inputs read (with their freshness).
+
+    Every river is computed first (inputs, features and models of all rivers at once where
+    that gives the same result), then all are stored in one transaction with a savepoint per
+    river (``_store_all``)."""
     issued = pd.Timestamp(report.issued_at)
     inputs = _read_inputs(ctx, issued, rain_product)
     provider = models if models is not None else champion_models(ctx)
-    for river in ctx.catalogue.rivers:
+    rivers = ctx.catalogue.rivers
+    prepared = _prepare(rivers, inputs, issued)
+    results: list[tuple[River, Result]] = []
+    for river in rivers:
         try:
-            _run_river(ctx, report, river, inputs, issued, provider)
+            results.append((river, _compute_river(report, river, inputs, issued, provider,
+                                                  prepared.get(river.id))))
         except Exception as exc:   # any failure of one river: record, go on
-            _record_failure(ctx, report, river.id, exc)
+            results.append((river, exc))
+    _store_all(ctx, report, results, issued)
     return inputs
 
 
@@ -324,11 +520,7 @@ def run_cycle(ctx: Context, issued_at: datetime, *, models: ModelProvider | None
 
 
 def _record_failure(ctx: Context, report: CycleReport, river_id: str, exc: Exception) -> None:
-    if isinstance(exc, CycleError):
-        log.warning("cycle %s: river %s failed: %s", report.cycle_id, river_id, exc)
-    else:   # unexpected: keep the traceback in the log
-        log.exception("cycle %s: river %s failed unexpectedly", report.cycle_id, river_id)
-    outcome = RiverOutcome(river_id, "failed", message=_describe(exc))
+    outcome = _log_failure(report, river_id, exc)
     report.outcomes.append(outcome)
     try:
         with transaction(ctx.engine, f"recording {river_id}") as conn:

@@ -4,12 +4,19 @@ version forecasts a river.
 The champion record is ``storage.models`` (champion events in the database); the registry
 directory holds the artifacts. Every change commits with its audit row in one transaction.
 The cycle, the CLI and the API all ask ``champion`` / ``champion_models``.
+
+Loaded champions stay loaded in the process (``champion_models``): a version directory is
+written once and never changed, so a tick after the first loads nothing. Each use still checks
+that the version's ``manifest.json`` and ``model.json`` are the files that were loaded (size and
+modification time), and a river's entry is replaced when its champion changes.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -54,9 +61,49 @@ ModelProvider = Callable[[str], tuple[str, LeadModels] | None]
 """river id → (model version, trained models), or None when the river has no model."""
 
 
+_Key = tuple[str, str]                        # (registry root, river id)
+_Stamp = tuple[tuple[int, int], ...]          # (size, mtime) of manifest.json and model.json
+_loaded: dict[_Key, tuple[str, _Stamp, LeadModels]] = {}
+_loaded_lock = threading.Lock()
+
+
+def _stamp(path: Path) -> _Stamp:
+    out = []
+    for name in ("manifest.json", "model.json"):
+        try:
+            st = (path / name).stat()
+        except OSError:
+            return ()
+        out.append((st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _load_champion(root: Path, river_id: str, version: str) -> LeadModels:
+    """The loaded models of a champion, from this process's cache when the version's files
+    are the ones loaded; otherwise loaded (manifest checked now, boosters read, hash-checked
+    and parsed when they first predict: ``registry.load_version(lazy=True)``)."""
+    key = (str(Path(root).resolve()), river_id)
+    stamp = _stamp(Path(root) / river_id / version)
+    with _loaded_lock:
+        hit = _loaded.get(key)
+    if hit is not None and hit[0] == version and hit[1] == stamp and stamp:
+        return hit[2]
+    _, lead = registry.load_version(root, river_id, version, lazy=True)
+    with _loaded_lock:
+        _loaded[key] = (version, stamp, lead)
+    return lead
+
+
+def forget_loaded_models() -> None:
+    """Drop every model this process keeps loaded (tests; after restoring a registry)."""
+    with _loaded_lock:
+        _loaded.clear()
+
+
 def champion_models(ctx: Context) -> ModelProvider:
     """River id → (champion version, loaded models) or None; champions read once, models
-    loaded (and their manifests checked) when asked for."""
+    loaded (and their manifests checked) when asked for, and kept loaded in the process for
+    the next call (module docstring)."""
     with transaction(ctx.engine, "reading the champions") as conn:
         champs = models.champions(conn)
 
@@ -64,8 +111,7 @@ def champion_models(ctx: Context) -> ModelProvider:
         v = champs.get(river_id)
         if v is None:
             return None
-        version, lead = registry.load_version(ctx.models_root, river_id, v)
-        return version.version, lead
+        return v, _load_champion(ctx.models_root, river_id, v)
 
     return provider
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from forecast.errors import MigrationError, StorageError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -100,6 +99,14 @@ def transaction(engine: Engine, what: str = "database operation") -> Iterator[Co
 
 
 @contextmanager
+def savepoint(conn: Connection) -> Iterator[Connection]:
+    """A savepoint inside the caller's transaction: when the block raises, only what it wrote
+    is rolled back (and the error propagates); the transaction goes on."""
+    with conn.begin_nested():
+        yield conn
+
+
+@contextmanager
 def connection(engine: Engine, what: str = "database operation") -> Iterator[Connection]:
     """A connection outside the unit of work (e.g. to hold a session lock), with the same
     error translation as ``transaction``; the caller commits."""
@@ -116,7 +123,10 @@ def _first_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
+# Alembic is imported by the functions that use it: a forecasting process never migrates.
 def _alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -125,6 +135,8 @@ def _alembic_config(engine: Engine) -> Config:
 
 def head_revision() -> str:
     """The newest migration revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     head = script.get_current_head()
     if head is None:  # pragma: no cover - the package always ships migrations
@@ -134,12 +146,16 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
     with transaction(engine, "reading the schema revision") as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def migrate(engine: Engine) -> str:
     """Bring the schema up to the newest revision; returns it. Idempotent."""
+    from alembic import command
+
     try:
         command.upgrade(_alembic_config(engine), "head")
     except SQLAlchemyError as exc:

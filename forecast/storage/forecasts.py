@@ -32,11 +32,11 @@ def save_forecast(conn: Connection, fc: pd.DataFrame, *, model_variant: str,
     lineage; returns the run id. The revision is one more than the newest stored run of this
     river and issue time (1 for the first)."""
     fc = frames.forecasts(fc)
-    keys = fc[["river_id", "issued_at", "model_version"]].drop_duplicates()
-    if len(keys) != 1:
+    keys = ("river_id", "issued_at", "model_version")
+    if not len(fc) or any(fc[k].nunique(dropna=False) != 1 for k in keys):
         raise StorageError("save_forecast takes one river, issue time and model version")
-    river_id, issued_at, version = keys.iloc[0]
-    issued = issued_at.to_pydatetime()
+    river_id, version = fc["river_id"].iat[0], fc["model_version"].iat[0]
+    issued = pd.DatetimeIndex(fc["issued_at"])[0].to_pydatetime()
     fr = forecast_runs
     revision = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(fr.c.revision), 0))
                                 .where(fr.c.river_id == river_id, fr.c.issued_at == issued)
@@ -48,11 +48,12 @@ def save_forecast(conn: Connection, fc: pd.DataFrame, *, model_variant: str,
         cycle_id=cycle_id, created_at=created_at, low_confidence=low_confidence,
         reasons=list(reasons or []),
     ).returning(fr.c.id)).scalar_one())
-    values = fc[["horizon_h", "valid_at", "level", "q10", "q50", "q90"]]
+    columns = ("horizon_h", "level", "q10", "q50", "q90")
+    h, lv, a, b, c = (fc[k].tolist() for k in columns)
+    valid = [t.to_pydatetime() for t in fc["valid_at"]]
     conn.execute(forecast_values.insert(), [
-        {"run_id": run_id, "horizon_h": int(h), "valid_at": v.to_pydatetime(),
-         "level": float(lv), "q10": float(a), "q50": float(b), "q90": float(c)}
-        for h, v, lv, a, b, c in values.itertuples(index=False, name=None)])
+        {"run_id": run_id, "horizon_h": int(h[i]), "valid_at": valid[i], "level": float(lv[i]),
+         "q10": float(a[i]), "q50": float(b[i]), "q90": float(c[i])} for i in range(len(fc))])
     return run_id
 
 

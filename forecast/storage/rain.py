@@ -37,23 +37,47 @@ def upsert_rain_vintages(conn: Connection, df: pd.DataFrame, *, now: datetime) -
     return len(df)
 
 
+def _distinct(conn: Connection, column: sa.Column[str],
+              where: sa.ColumnElement[bool] | None = None) -> list[str]:
+    """The distinct values of a leading key column, one index seek each (``MIN(column) >
+    last``): a skip scan, where ``SELECT DISTINCT`` would read every row of the table."""
+    q = sa.select(sa.func.min(column)).where(column > sa.bindparam("last"))
+    first = sa.select(sa.func.min(column))
+    if where is not None:
+        q, first = q.where(where), first.where(where)
+    out: list[str] = []
+    value = conn.execute(first).scalar()
+    while value is not None:
+        out.append(str(value))
+        value = conn.execute(q, {"last": value}).scalar()
+    return out
+
+
 def read_rain_vintages(conn: Connection, *, product: str | None = None,
                        issued_before: datetime | None = None,
                        issued_after: datetime | None = None,
                        catchment_id: str | None = None) -> pd.DataFrame:
     """Rain vintages, optionally for one product, one catchment and an issue-time window
-    [after, before]."""
+    [after, before].
+
+    The products (and, for all catchments, the catchments) are named in the query, so it is a
+    range of the (product, catchment, issued_at, valid_at) key per pair: a window of a few hours
+    reads those rows, not every vintage ever stored."""
     t = rain_vintages
-    q = sa.select(t.c.product, t.c.catchment_id, t.c.issued_at, t.c.valid_at, t.c.value)
-    if product is not None:
-        q = q.where(t.c.product == product)
+    products = [product] if product is not None else _distinct(conn, t.c.product)
     if catchment_id is not None:
-        q = q.where(t.c.catchment_id == catchment_id)
+        catchments = [catchment_id]
+    else:
+        catchments = sorted({c for p in products
+                             for c in _distinct(conn, t.c.catchment_id, t.c.product == p)})
+    q = sa.select(t.c.product, t.c.catchment_id, t.c.issued_at, t.c.valid_at, t.c.value)
+    q = q.where(t.c.product.in_(products), t.c.catchment_id.in_(catchments))
     if issued_before is not None:
         q = q.where(t.c.issued_at <= issued_before)
     if issued_after is not None:
         q = q.where(t.c.issued_at >= issued_after)
-    rows = conn.execute(q.order_by(t.c.catchment_id, t.c.issued_at, t.c.valid_at)).all()
+    rows = conn.execute(q.order_by(t.c.catchment_id, t.c.issued_at, t.c.valid_at)).all() \
+        if products and catchments else []
     df = pd.DataFrame(rows, columns=list(frames.RAIN_VINTAGE_COLUMNS))
     for c in ("issued_at", "valid_at"):
         df[c] = pd.to_datetime(df[c], utc=True)

@@ -175,3 +175,34 @@ def test_mixed_batch_new_station_and_revised_station(engine: Engine) -> None:
     assert len(cur) == 10
     assert cur.set_index("station_id").loc["OLD", "revision"].tolist() == [1] * 6
     assert count(engine, observation_history) == 6
+
+
+def test_station_reads_equal_the_single_query(engine: Engine) -> None:
+    """``read_observations(station_ids=...)`` (one driver-level walk of the key per station)
+    gives exactly the frame of the one SQLAlchemy query (``_read_select``): values, NaN,
+    flags, rules, provisional, source, revision, order, dtypes; daily variables included."""
+    from forecast.storage.observations import _read_select
+
+    rng = np.random.default_rng(3)
+    parts = []
+    for i, station in enumerate(["G2", "G1", "R1", "X9"]):
+        b = batch(40, station=station, seed=i, provisional=bool(i % 2))
+        b["flag"] = rng.choice([0, 1, 2, 3], len(b))
+        b["qc_rule"] = np.where(b["flag"] > 0, "spike", "")
+        if station == "R1":
+            b["variable"] = "rain_mm"
+        parts.append(b)
+    daily = batch(3, station="G1", start="2024-06-30 00:00").assign(
+        variable="level_m_daily_mean", time=lambda d: d["time"].dt.floor("D")
+        + pd.Timedelta(days=1) * np.arange(3), flag=0, qc_rule="")
+    run(engine, upsert_observations, pd.concat([*parts, daily]), source="test", now=NOW)
+    run(engine, upsert_observations, parts[1].assign(value=lambda d: d["value"] + 1),
+        source="again", now=NOW)   # revision 1, another source
+    t0 = pd.Timestamp("2024-06-30 02:00", tz="UTC").to_pydatetime()
+    for kw in ({}, {"start": t0}, {"end": t0}, {"variable": "level_m", "start": t0},
+               {"variable": "rain_mm"}):
+        for stations in (["G1", "G2", "R1", "X9", "nowhere"], ["R1"], [], ["nowhere"]):
+            got = run(engine, read_observations, station_ids=stations, **kw)
+            want = run(engine, _read_select, station_ids=stations, **kw)
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert 1 in set(run(engine, read_observations, station_ids=["G1"])["revision"])

@@ -112,6 +112,45 @@ def test_rain_vintages_upsert_and_read(engine: Engine) -> None:
     assert none.empty
 
 
+def test_rain_vintage_reads_match_a_filter_of_every_row(engine: Engine) -> None:
+    """The indexed reads (products and catchments named in the query) return exactly the rows
+    a filter of the whole table keeps, in the documented order."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for product in ("jma_srf", "b_other", "simulated_forecast"):
+        for catchment in ("koto", "aa", "zz_last"):
+            for k in range(int(rng.integers(0, 8))):
+                issued = pd.Timestamp("2024-07-01", tz="UTC") + pd.Timedelta(minutes=30 * k)
+                for h in range(1, 4):
+                    rows.append((product, catchment, issued, issued + pd.Timedelta(hours=h),
+                                 float(rng.gamma(1.0, 2.0))))
+    every = pd.DataFrame(rows, columns=["product", "catchment_id", "issued_at", "valid_at",
+                                        "value"])
+    run(engine, rain.upsert_rain_vintages, every, now=NOW)
+    t = pd.Timestamp("2024-07-01 01:00", tz="UTC")
+    for kw in ({}, {"product": "b_other"}, {"catchment_id": "aa"}, {"issued_after": t},
+               {"issued_before": t, "product": "jma_srf"},
+               {"issued_after": t, "issued_before": t + pd.Timedelta(hours=1),
+                "catchment_id": "zz_last"}, {"product": "none"}, {"catchment_id": "none"}):
+        got = run(engine, rain.read_rain_vintages, **{
+            k: (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v) for k, v in kw.items()})
+        keep = np.ones(len(every), dtype=bool)
+        if "product" in kw:
+            keep &= every["product"] == kw["product"]
+        if "catchment_id" in kw:
+            keep &= every["catchment_id"] == kw["catchment_id"]
+        if "issued_after" in kw:
+            keep &= every["issued_at"] >= kw["issued_after"]
+        if "issued_before" in kw:
+            keep &= every["issued_at"] <= kw["issued_before"]
+        want = every[keep]
+        key = ["catchment_id", "issued_at", "valid_at", "product"]
+        pd.testing.assert_frame_equal(
+            got.sort_values(key).reset_index(drop=True),
+            want.sort_values(key).reset_index(drop=True), rtol=1e-6)  # PostgreSQL: REAL
+        assert got[key[:3]].equals(got[key[:3]].sort_values(key[:3]))   # ordered
+
+
 def _forecast(version: str, issued: str = "2024-07-01 03:00", base: float = 2.0
               ) -> pd.DataFrame:
     t = pd.Timestamp(issued, tz="UTC")
