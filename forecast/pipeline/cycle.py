@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Connection
 
 from forecast.catalogue import River
 from forecast.errors import CycleError
@@ -59,7 +58,7 @@ from forecast.storage.cycles import (
     record_outcome,
     start_cycle,
 )
-from forecast.storage.engine import savepoint, transaction
+from forecast.storage.engine import transaction
 from forecast.storage.forecasts import save_forecast
 from forecast.storage.observations import read_observations
 from forecast.storage.rain import read_rain_vintages
@@ -328,34 +327,9 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, CycleError) else f"{type(exc).__name__}: {exc}"
 
 
-@dataclass
-class _Forecast:
-    """One river's forecast, computed and not yet stored."""
-
-    river: River
-    fc: pd.DataFrame
-    variant: str
-    lineage: dict[str, str]
-    reasons: list[str]
-
-    @property
-    def version(self) -> str:
-        return str(self.fc["model_version"].iloc[0])
-
-    @property
-    def degraded(self) -> bool:
-        return self.variant != "full"
-
-    @property
-    def outcome(self) -> RiverOutcome:
-        status = "degraded" if self.degraded or self.reasons else "ok"
-        return RiverOutcome(self.river.id, status, self.version,
-                            "; ".join(self.reasons) or None)
-
-
-def _compute_river(report: CycleReport, river: River, inputs: Inputs, issued: pd.Timestamp,
-                   models: ModelProvider,
-                   prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> _Forecast:
+def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
+               issued: pd.Timestamp, models: ModelProvider,
+               prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> None:
     problem: str | None = None
     try:
         got = models(river.id)
@@ -375,111 +349,38 @@ def _compute_river(report: CycleReport, river: River, inputs: Inputs, issued: pd
         log.exception("cycle %s: the model of %s failed", report.cycle_id, river.id)
         fc, variant, lineage, reasons = _forecast_one(
             river, inputs, issued, None, f"model {got[0]} failed ({_describe(exc)})", prepared)
-    return _Forecast(river, fc, variant, lineage, reasons)
-
-
-def _write(ctx: Context, conn: Connection, report: CycleReport, f: _Forecast,
-           issued: pd.Timestamp) -> RiverOutcome:
-    """A river's six leads and its outcome row (the caller's transaction or savepoint)."""
-    outcome = f.outcome
-    save_forecast(conn, f.fc, model_variant=f.variant, input_cutoff=issued.to_pydatetime(),
-                  degraded=f.degraded, inputs=f.lineage, created_at=ctx.clock.now(),
-                  cycle_id=report.cycle_id, low_confidence=bool(f.reasons), reasons=f.reasons)
-    record_outcome(conn, report.cycle_id, river_id=f.river.id, status=outcome.status,
-                   model_version=outcome.model_version, message=outcome.message)
-    return outcome
-
-
-def _log_failure(report: CycleReport, river_id: str, exc: BaseException) -> RiverOutcome:
-    if isinstance(exc, CycleError):
-        log.warning("cycle %s: river %s failed: %s", report.cycle_id, river_id, exc)
-    else:   # unexpected: keep the traceback in the log
-        log.error("cycle %s: river %s failed unexpectedly", report.cycle_id, river_id,
-                  exc_info=exc)
-    return RiverOutcome(river_id, "failed", message=_describe(exc))
-
-
-Result = _Forecast | Exception
-"""A river's computed forecast, or why it has none."""
-
-
-def _store_all(ctx: Context, report: CycleReport, results: list[tuple[River, Result]],
-               issued: pd.Timestamp) -> None:
-    """Store every river's forecast and outcome in one transaction, each river in its own
-    savepoint: a river whose write fails is rolled back alone and recorded as failed, the
-    others are kept. If the transaction as a whole cannot be committed, every river is stored
-    again on its own, each in its own transaction (as river by river), so one broken write
-    never costs the others their forecast."""
-    done: list[tuple[RiverOutcome, _Forecast | None]] = []
-    try:
-        with transaction(ctx.engine, "storing the forecasts") as conn:
-            for river, res in results:
-                if isinstance(res, _Forecast):
-                    try:
-                        with savepoint(conn):
-                            done.append((_write(ctx, conn, report, res, issued), res))
-                        continue
-                    except Exception as exc:   # this river's write: recorded, the others go on
-                        failure = _log_failure(report, river.id, exc)
-                else:
-                    failure = _log_failure(report, river.id, res)
-                with savepoint(conn):
-                    record_outcome(conn, report.cycle_id, river_id=river.id, status="failed",
-                                   message=failure.message)
-                done.append((failure, None))
-    except Exception:
-        log.exception("cycle %s: storing the forecasts together failed; river by river",
-                      report.cycle_id)
-        _store_one_by_one(ctx, report, results, issued)
-        return
-    for outcome, f in done:
-        _report(report, outcome, f)
-
-
-def _store_one_by_one(ctx: Context, report: CycleReport, results: list[tuple[River, Result]],
-                      issued: pd.Timestamp) -> None:
-    for river, res in results:
-        try:
-            if isinstance(res, Exception):
-                raise res
-            with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
-                outcome = _write(ctx, conn, report, res, issued)
-            _report(report, outcome, res)
-        except Exception as exc:   # any failure of one river: record, go on
-            _record_failure(ctx, report, river.id, exc)
-
-
-def _report(report: CycleReport, outcome: RiverOutcome, f: _Forecast | None) -> None:
-    if f is not None:
-        report.forecasts = pd.concat([report.forecasts, f.fc], ignore_index=True) \
-            if len(report.forecasts) else f.fc
-        if f.reasons:
-            report.low_confidence[f.river.id] = f.reasons
-    report.outcomes.append(outcome)
+    version = str(fc["model_version"].iloc[0])
+    degraded = variant != "full"
+    status = "degraded" if degraded or reasons else "ok"
+    message = "; ".join(reasons) or None
+    with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
+        save_forecast(conn, fc, model_variant=variant, input_cutoff=issued.to_pydatetime(),
+                      degraded=degraded, inputs=lineage, created_at=ctx.clock.now(),
+                      cycle_id=report.cycle_id, low_confidence=bool(reasons), reasons=reasons)
+        record_outcome(conn, report.cycle_id, river_id=river.id, status=status,
+                       model_version=version, message=message)
+    report.forecasts = pd.concat([report.forecasts, fc], ignore_index=True) \
+        if len(report.forecasts) else fc
+    if reasons:
+        report.low_confidence[river.id] = reasons
+    report.outcomes.append(RiverOutcome(river.id, status, version, message))
 
 
 def forecast_stage(ctx: Context, report: CycleReport, *, models: ModelProvider | None = None,
                    rain_product: str | None = None) -> Inputs:
     """Forecast every river of the catalogue for ``report.issued_at`` into the open run
     ``report.cycle_id`` (the caller holds the issue-time lock and closes the run). Per-river
-    failures are recorded, never raised; returns the inputs read (with their freshness).
-
-    Every river is computed first (inputs, features and models of all rivers at once where
-    that gives the same result), then all are stored in one transaction with a savepoint per
-    river (``_store_all``)."""
+    failures are recorded, never raised; returns the inputs read (with their freshness)."""
     issued = pd.Timestamp(report.issued_at)
     inputs = _read_inputs(ctx, issued, rain_product)
     provider = models if models is not None else champion_models(ctx)
     rivers = ctx.catalogue.rivers
     prepared = _prepare(rivers, inputs, issued)
-    results: list[tuple[River, Result]] = []
     for river in rivers:
         try:
-            results.append((river, _compute_river(report, river, inputs, issued, provider,
-                                                  prepared.get(river.id))))
+            _run_river(ctx, report, river, inputs, issued, provider, prepared.get(river.id))
         except Exception as exc:   # any failure of one river: record, go on
-            results.append((river, exc))
-    _store_all(ctx, report, results, issued)
+            _record_failure(ctx, report, river.id, exc)
     return inputs
 
 
@@ -520,7 +421,11 @@ def run_cycle(ctx: Context, issued_at: datetime, *, models: ModelProvider | None
 
 
 def _record_failure(ctx: Context, report: CycleReport, river_id: str, exc: Exception) -> None:
-    outcome = _log_failure(report, river_id, exc)
+    if isinstance(exc, CycleError):
+        log.warning("cycle %s: river %s failed: %s", report.cycle_id, river_id, exc)
+    else:   # unexpected: keep the traceback in the log
+        log.exception("cycle %s: river %s failed unexpectedly", report.cycle_id, river_id)
+    outcome = RiverOutcome(river_id, "failed", message=_describe(exc))
     report.outcomes.append(outcome)
     try:
         with transaction(ctx.engine, f"recording {river_id}") as conn:
