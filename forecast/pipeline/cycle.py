@@ -191,6 +191,11 @@ def _forecast_rain_reason(vintages: pd.DataFrame, river: River, issued: pd.Times
     mine = vintages[vintages["catchment_id"] == river.id]
     if mine.empty:
         return None
+    # the newest vintage of any product decides: fresh, nothing to say (the usual case)
+    newest_at = pd.DatetimeIndex(mine["issued_at"]).max()
+    age_min = (pd.Timestamp(issued).tz_convert("UTC") - newest_at).total_seconds() / 60.0
+    if not age_min > PRODUCT_STALE.total_seconds() / 60.0:
+        return None
     newest_per_product = mine.groupby("product")["issued_at"].max().reset_index()
     fresh = product_freshness(newest_per_product, issued)
     newest = fresh.sort_values("issued_at").iloc[-1]

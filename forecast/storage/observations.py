@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from forecast import frames
-from forecast.storage.bulk import bulk_load
+from forecast.storage.bulk import bulk_load, dialect_insert
 from forecast.storage.tables import UTCDateTime, observation_history, observations
 
 _STAGE_COLS = ("station_id", "variable", "time", "value", "flag", "qc_rule", "provisional",
@@ -169,9 +168,7 @@ def _upsert_general(conn: Connection, df: pd.DataFrame, stations: list[str], t0:
             sa.literal(0).label("revision"),
             sa.literal(now, UTCDateTime()).label("ingested_at"),
         ).where(sa.true())  # `WHERE true` lets SQLite parse INSERT…SELECT…ON CONFLICT
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" \
-            else sqlite.insert
-        ins = dialect_insert(o).from_select([*_STAGE_COLS, "revision", "ingested_at"], src)
+        ins = dialect_insert(conn, o).from_select([*_STAGE_COLS, "revision", "ingested_at"], src)
         ex = ins.excluded
         ins = ins.on_conflict_do_update(
             index_elements=list(key),

@@ -19,7 +19,7 @@ import pytest
 from helpers import context
 
 from forecast.catalogue import load_catalogue
-from forecast.errors import ManifestError
+from forecast.errors import ManifestError, ModelError
 from forecast.features import build_features, targets
 from forecast.modelling import registry
 from forecast.modelling.lgbm import LeadModels, LgbmSettings
@@ -93,10 +93,13 @@ def test_a_booster_file_changed_after_saving_is_refused(trained, tmp_path: Path)
     with pytest.raises(ManifestError, match="sha256"):
         lazy.predict(X.dropna())
     f.write_text("not a model")
-    meta.pop("sha256")   # saved before hashes were recorded: parsed at once, still refused
+    meta.pop("sha256")   # saved before hashes were recorded: LightGBM's parse refuses it
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ManifestError, match="cannot load model"):
-        load(tmp_path / "m", lazy=True)
+        load(tmp_path / "m")
+    lazy = load(tmp_path / "m", lazy=True)
+    with pytest.raises(ModelError, match="LightGBM loading"):
+        lazy.predict(X.dropna())
 
 
 def test_a_forecasting_process_imports_no_training_libraries() -> None:
