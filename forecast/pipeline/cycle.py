@@ -22,13 +22,15 @@ their meaning; a rain vintage is used when its valid times line up with T's hour
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from forecast.catalogue import River
 from forecast.errors import CycleError
@@ -59,9 +61,9 @@ from forecast.storage.cycles import (
     record_outcome,
     start_cycle,
 )
-from forecast.storage.engine import savepoint, transaction
+from forecast.storage.engine import transaction
 from forecast.storage.forecasts import save_forecast
-from forecast.storage.observations import read_observations
+from forecast.storage.observations import ObservationWindow
 from forecast.storage.rain import read_rain_vintages
 
 log = logging.getLogger(__name__)
@@ -316,12 +318,26 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
     return fc, variant, lineage, reasons
 
 
+_WINDOWS: weakref.WeakKeyDictionary[Engine, ObservationWindow] = weakref.WeakKeyDictionary()
+_WINDOWS_LOCK = threading.Lock()
+
+
+def _window(engine: Engine) -> ObservationWindow:
+    """This process's look-back window of one database (kept between cycles: the next cycle
+    reads only what changed, ``storage.observations.ObservationWindow``)."""
+    with _WINDOWS_LOCK:
+        got = _WINDOWS.get(engine)
+        if got is None:
+            got = _WINDOWS[engine] = ObservationWindow()
+        return got
+
+
 def _read_inputs(ctx: Context, issued: pd.Timestamp, rain_product: str | None) -> Inputs:
     stations = sorted({s for r in ctx.catalogue.rivers for s in r.station_codes})
     with transaction(ctx.engine, "reading the cycle's inputs") as conn:
-        obs = read_observations(conn, station_ids=stations,
-                                start=(issued - pd.Timedelta(LOOKBACK)).to_pydatetime(),
-                                end=(issued + pd.Timedelta(seconds=1)).to_pydatetime())
+        obs = _window(ctx.engine).read(
+            conn, station_ids=stations, start=(issued - pd.Timedelta(LOOKBACK)).to_pydatetime(),
+            end=(issued + pd.Timedelta(seconds=1)).to_pydatetime())
         vintages = read_rain_vintages(
             conn, product=rain_product, issued_before=issued.to_pydatetime(),
             issued_after=(issued - pd.Timedelta(RAIN_VINTAGE_AGE)).to_pydatetime())
@@ -385,7 +401,7 @@ def _compute_river(report: CycleReport, river: River, inputs: Inputs, issued: pd
 
 def _write(ctx: Context, conn: Connection, report: CycleReport, f: _Forecast,
            issued: pd.Timestamp) -> RiverOutcome:
-    """A river's six leads and its outcome row (the caller's transaction or savepoint)."""
+    """A river's six leads and its outcome row (in the caller's transaction)."""
     outcome = f.outcome
     save_forecast(conn, f.fc, model_variant=f.variant, input_cutoff=issued.to_pydatetime(),
                   degraded=f.degraded, inputs=f.lineage, created_at=ctx.clock.now(),
@@ -408,59 +424,39 @@ Result = _Forecast | Exception
 """A river's computed forecast, or why it has none."""
 
 
-def _store_all(ctx: Context, report: CycleReport, results: list[tuple[River, Result]],
-               issued: pd.Timestamp) -> None:
-    """Store every river's forecast and outcome in one transaction, each river in its own
-    savepoint: a river whose write fails is rolled back alone and recorded as failed, the
-    others are kept. If the transaction as a whole cannot be committed, every river is stored
-    again on its own, each in its own transaction (as river by river), so one broken write
-    never costs the others their forecast."""
-    done: list[tuple[RiverOutcome, _Forecast | None]] = []
+def _store(ctx: Context, report: CycleReport, river: River, res: Result,
+           issued: pd.Timestamp, frames: list[pd.DataFrame]) -> None:
+    """Store one river's forecast and outcome in their own transaction as soon as it is
+    computed (a stopped process keeps the rivers it finished), or record why it has none."""
     try:
-        with transaction(ctx.engine, "storing the forecasts") as conn:
-            for river, res in results:
-                if isinstance(res, _Forecast):
-                    try:
-                        with savepoint(conn):
-                            done.append((_write(ctx, conn, report, res, issued), res))
-                        continue
-                    except Exception as exc:   # this river's write: recorded, the others go on
-                        failure = _log_failure(report, river.id, exc)
-                else:
-                    failure = _log_failure(report, river.id, res)
-                with savepoint(conn):
-                    record_outcome(conn, report.cycle_id, river_id=river.id, status="failed",
-                                   message=failure.message)
-                done.append((failure, None))
-    except Exception:
-        log.exception("cycle %s: storing the forecasts together failed; river by river",
-                      report.cycle_id)
-        _store_one_by_one(ctx, report, results, issued)
-        return
-    for outcome, f in done:
-        _report(report, outcome, f)
+        if isinstance(res, Exception):
+            raise res
+        with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
+            outcome = _write(ctx, conn, report, res, issued)
+        _report(report, outcome, res, frames)
+    except Exception as exc:   # any failure of one river: record, go on
+        _record_failure(ctx, report, river.id, exc)
 
 
-def _store_one_by_one(ctx: Context, report: CycleReport, results: list[tuple[River, Result]],
-                      issued: pd.Timestamp) -> None:
-    for river, res in results:
-        try:
-            if isinstance(res, Exception):
-                raise res
-            with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
-                outcome = _write(ctx, conn, report, res, issued)
-            _report(report, outcome, res)
-        except Exception as exc:   # any failure of one river: record, go on
-            _record_failure(ctx, report, river.id, exc)
-
-
-def _report(report: CycleReport, outcome: RiverOutcome, f: _Forecast | None) -> None:
+def _report(report: CycleReport, outcome: RiverOutcome, f: _Forecast | None,
+            frames: list[pd.DataFrame]) -> None:
+    """Add a stored river to the report (its forecast frame to ``frames``, joined once at the
+    end of the stage: ``_join_forecasts``)."""
     if f is not None:
-        report.forecasts = pd.concat([report.forecasts, f.fc], ignore_index=True) \
-            if len(report.forecasts) else f.fc
+        frames.append(f.fc)
         if f.reasons:
             report.low_confidence[f.river.id] = f.reasons
     report.outcomes.append(outcome)
+
+
+def _join_forecasts(report: CycleReport, frames: list[pd.DataFrame]) -> None:
+    """``report.forecasts`` with ``frames`` appended: one concat for the whole stage, the same
+    frame as one concat per river."""
+    parts = ([report.forecasts] if len(report.forecasts) else []) + frames
+    if len(parts) == 1:
+        report.forecasts = parts[0]
+    elif parts:
+        report.forecasts = pd.concat(parts, ignore_index=True)
 
 
 def forecast_stage(ctx: Context, report: CycleReport, *, models: ModelProvider | None = None,
@@ -469,22 +465,26 @@ def forecast_stage(ctx: Context, report: CycleReport, *, models: ModelProvider |
     ``report.cycle_id`` (the caller holds the issue-time lock and closes the run). Per-river
     failures are recorded, never raised; returns the inputs read (with their freshness).
 
-    Every river is computed first (inputs, features and models of all rivers at once where
-    that gives the same result), then all are stored in one transaction with a savepoint per
-    river (``_store_all``)."""
+    The inputs are read once, and every river's hourly frame and feature row are built in one
+    pass (``_prepare``; the same frames as river by river); then each river is forecast and
+    stored (its six leads and its outcome in one transaction) in turn."""
     issued = pd.Timestamp(report.issued_at)
     inputs = _read_inputs(ctx, issued, rain_product)
     provider = models if models is not None else champion_models(ctx)
     rivers = ctx.catalogue.rivers
     prepared = _prepare(rivers, inputs, issued)
-    results: list[tuple[River, Result]] = []
-    for river in rivers:
-        try:
-            results.append((river, _compute_river(report, river, inputs, issued, provider,
-                                                  prepared.get(river.id))))
-        except Exception as exc:   # any failure of one river: record, go on
-            results.append((river, exc))
-    _store_all(ctx, report, results, issued)
+    frames: list[pd.DataFrame] = []
+    try:
+        for river in rivers:
+            res: Result
+            try:
+                res = _compute_river(report, river, inputs, issued, provider,
+                                     prepared.get(river.id))
+            except Exception as exc:   # any failure of one river: record, go on
+                res = exc
+            _store(ctx, report, river, res, issued, frames)
+    finally:
+        _join_forecasts(report, frames)
     return inputs
 
 

@@ -99,14 +99,6 @@ def transaction(engine: Engine, what: str = "database operation") -> Iterator[Co
 
 
 @contextmanager
-def savepoint(conn: Connection) -> Iterator[Connection]:
-    """A savepoint inside the caller's transaction: when the block raises, only what it wrote
-    is rolled back (and the error propagates); the transaction goes on."""
-    with conn.begin_nested():
-        yield conn
-
-
-@contextmanager
 def connection(engine: Engine, what: str = "database operation") -> Iterator[Connection]:
     """A connection outside the unit of work (e.g. to hold a session lock), with the same
     error translation as ``transaction``; the caller commits."""
