@@ -288,7 +288,8 @@ print(tick.status, tick.stages)
 """
 
 
-def whole(d: Path, issued: datetime, repeat: int) -> list[tuple[str, list[float], str]]:
+def whole(d: Path, issued: datetime, repeat: int
+          ) -> list[tuple[str, list[float], list[float], str]]:
     from forecast.pipeline import demo
 
     at = issued.strftime("%Y-%m-%dT%H:%MZ")
@@ -303,17 +304,20 @@ def whole(d: Path, issued: datetime, repeat: int) -> list[tuple[str, list[float]
                  ["-c", TICK_SNIPPET, str(d / "replay.pkl"), issued.isoformat()], env))
     results = []
     for label, args, e in runs:
-        walls, last = [], ""
+        walls, cpus, last = [], [], ""
         for _ in range(repeat):
             fresh_db(d)
             t = time.perf_counter()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
                                  env=e, check=False)
             walls.append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
             last = (out.stdout.strip().splitlines() or [""])[-1]
             if out.returncode not in (0, 1):
                 last = f"exit {out.returncode}: {out.stderr.strip().splitlines()[-1:]}"
-        results.append((label, walls, last))
+        results.append((label, walls, cpus, last))
     return results
 
 
@@ -396,9 +400,11 @@ def main() -> None:
             print("| step | seconds |\n|---|---|")
             print("\n".join(_steps(got)))
         print("\n## Whole processes (38 rivers; Python start-up and imports included)\n")
-        print("| command | wall, median | runs | output |\n|---|---|---|---|")
-        for label, walls, last in procs:
+        print("| command | wall, median | CPU, median | runs (wall) | output |\n"
+              "|---|---|---|---|---|")
+        for label, walls, cpus, last in procs:
             print(f"| `{label}` | {statistics.median(walls):.2f} s | "
+                  f"{statistics.median(cpus):.2f} s | "
                   f"{', '.join(f'{w:.2f}' for w in walls)} | {last[:90]} |")
     finally:
         if args.keep is None:

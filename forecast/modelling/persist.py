@@ -8,7 +8,9 @@ another format (e.g. the old quantile boosters) are refused with ``ManifestError
 
 ``load`` parses every booster (a damaged file is refused at once); ``load(lazy=True)`` (the
 forecasting process) reads ``model.json`` only and each booster file when it first predicts,
-checking its sha256 first (directories saved before hashes were recorded are parsed at once).
+checking its sha256 first when ``model.json`` records one (directories saved before hashes
+were recorded are checked by LightGBM's parse alone); a booster that cannot be read then fails
+its prediction, which the cycle turns into a persistence forecast that says why.
 """
 
 from __future__ import annotations
@@ -43,14 +45,15 @@ def save(models: LeadModels, directory: str | Path) -> None:
 
 def load(directory: str | Path, *, lazy: bool = False) -> LeadModels:
     """Read a directory written by ``save``; ``ManifestError`` if it is damaged. ``lazy``:
-    boosters are read (hash-checked) and parsed when they first predict (module docstring)."""
+    boosters are read (hash-checked when a hash is recorded) and parsed when they first
+    predict (module docstring)."""
     d = Path(directory)
     try:
         meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
         hashes = meta.get("sha256") or {}
         files = {k: TextBooster(path=d / f, sha256=hashes.get(k))
                  for k, f in meta["files"].items()}
-        if lazy and hashes:
+        if lazy:
             return LeadModels.from_strings(meta, dict(files), lazy=True)
         # eager: the texts stay in memory (a loaded model can be saved again)
         return LeadModels.from_strings(meta, {k: b.model_to_string() for k, b in files.items()})

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,6 @@ import pandas as pd
 from forecast import frames
 from forecast.catalogue import Catalogue
 from forecast.errors import ConfigError, ForecastError, SourceError, StorageError
-from forecast.ingest.fetch import Fetched, Fetcher
 from forecast.ingest.replay import Replay, parse_rain_csv, parse_replay_csv, rain_to_csv, to_csv
 from forecast.ingest.sources import Parsed, Source
 from forecast.pipeline.context import Context
@@ -43,6 +43,9 @@ from forecast.storage.archive import archive_payload, mark_parsed
 from forecast.storage.engine import transaction
 from forecast.storage.observations import read_observations, upsert_observations
 from forecast.storage.rain import upsert_rain_vintages
+
+if TYPE_CHECKING:
+    from forecast.ingest.fetch import Fetched, Fetcher
 
 log = logging.getLogger(__name__)
 

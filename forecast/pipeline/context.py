@@ -6,15 +6,17 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue, load_catalogue
 from forecast.clock import Clock, ScaledClock, SystemClock
-from forecast.ingest.fetch import Fetcher
 from forecast.settings import Settings, load_settings
 from forecast.storage.engine import create_engine, redact
+
+if TYPE_CHECKING:
+    from forecast.ingest.fetch import Fetcher
 
 
 def _owner() -> str:
@@ -47,16 +49,24 @@ class Context:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, clock: Clock | None = None
                       ) -> Context:
-        """The context of an entry point: settings from the environment unless given."""
+        """The context of an entry point: settings from the environment unless given. With a
+        replay (``FORECAST_REPLAY``) ticks read the replay, not the network: no HTTP client is
+        made (nor httpx imported)."""
         settings = settings or load_settings()
         if clock is None and (settings.clock_speed != 1 or settings.clock_origin is not None):
             clock = ScaledClock(settings.clock_origin or SystemClock().now(),
                                 settings.clock_speed)
         clock = clock or SystemClock()
+        fetcher = None
+        if settings.replay is None:
+            import httpx
+
+            from forecast.ingest.fetch import Fetcher
+
+            fetcher = Fetcher(httpx.Client(follow_redirects=True), clock=clock.now)
         return cls(settings=settings, catalogue=load_catalogue(settings.catalogue),
                    engine=create_engine(settings.db_url), clock=clock,
-                   models_root=settings.models_dir,
-                   fetcher=Fetcher(httpx.Client(follow_redirects=True), clock=clock.now))
+                   models_root=settings.models_dir, fetcher=fetcher)
 
     @classmethod
     def of(cls, engine: Engine, catalogue: Catalogue, *, clock: Clock,

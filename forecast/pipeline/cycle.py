@@ -22,12 +22,15 @@ their meaning; a rain vintage is used when its valid times line up with T's hour
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.engine import Connection, Engine
 
 from forecast.catalogue import River
 from forecast.errors import CycleError
@@ -60,7 +63,7 @@ from forecast.storage.cycles import (
 )
 from forecast.storage.engine import transaction
 from forecast.storage.forecasts import save_forecast
-from forecast.storage.observations import read_observations
+from forecast.storage.observations import ObservationWindow
 from forecast.storage.rain import read_rain_vintages
 
 log = logging.getLogger(__name__)
@@ -190,6 +193,11 @@ def _forecast_rain_reason(vintages: pd.DataFrame, river: River, issued: pd.Times
     mine = vintages[vintages["catchment_id"] == river.id]
     if mine.empty:
         return None
+    # the newest vintage of any product decides: fresh, nothing to say (the usual case)
+    newest_at = pd.DatetimeIndex(mine["issued_at"]).max()
+    age_min = (pd.Timestamp(issued).tz_convert("UTC") - newest_at).total_seconds() / 60.0
+    if not age_min > PRODUCT_STALE.total_seconds() / 60.0:
+        return None
     newest_per_product = mine.groupby("product")["issued_at"].max().reset_index()
     fresh = product_freshness(newest_per_product, issued)
     newest = fresh.sort_values("issued_at").iloc[-1]
@@ -310,12 +318,26 @@ def _forecast_one(river: River, inputs: Inputs, issued: pd.Timestamp,
     return fc, variant, lineage, reasons
 
 
+_WINDOWS: weakref.WeakKeyDictionary[Engine, ObservationWindow] = weakref.WeakKeyDictionary()
+_WINDOWS_LOCK = threading.Lock()
+
+
+def _window(engine: Engine) -> ObservationWindow:
+    """This process's look-back window of one database (kept between cycles: the next cycle
+    reads only what changed, ``storage.observations.ObservationWindow``)."""
+    with _WINDOWS_LOCK:
+        got = _WINDOWS.get(engine)
+        if got is None:
+            got = _WINDOWS[engine] = ObservationWindow()
+        return got
+
+
 def _read_inputs(ctx: Context, issued: pd.Timestamp, rain_product: str | None) -> Inputs:
     stations = sorted({s for r in ctx.catalogue.rivers for s in r.station_codes})
     with transaction(ctx.engine, "reading the cycle's inputs") as conn:
-        obs = read_observations(conn, station_ids=stations,
-                                start=(issued - pd.Timedelta(LOOKBACK)).to_pydatetime(),
-                                end=(issued + pd.Timedelta(seconds=1)).to_pydatetime())
+        obs = _window(ctx.engine).read(
+            conn, station_ids=stations, start=(issued - pd.Timedelta(LOOKBACK)).to_pydatetime(),
+            end=(issued + pd.Timedelta(seconds=1)).to_pydatetime())
         vintages = read_rain_vintages(
             conn, product=rain_product, issued_before=issued.to_pydatetime(),
             issued_after=(issued - pd.Timedelta(RAIN_VINTAGE_AGE)).to_pydatetime())
@@ -327,9 +349,34 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, CycleError) else f"{type(exc).__name__}: {exc}"
 
 
-def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
-               issued: pd.Timestamp, models: ModelProvider,
-               prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> None:
+@dataclass
+class _Forecast:
+    """One river's forecast, computed and not yet stored."""
+
+    river: River
+    fc: pd.DataFrame
+    variant: str
+    lineage: dict[str, str]
+    reasons: list[str]
+
+    @property
+    def version(self) -> str:
+        return str(self.fc["model_version"].iloc[0])
+
+    @property
+    def degraded(self) -> bool:
+        return self.variant != "full"
+
+    @property
+    def outcome(self) -> RiverOutcome:
+        status = "degraded" if self.degraded or self.reasons else "ok"
+        return RiverOutcome(self.river.id, status, self.version,
+                            "; ".join(self.reasons) or None)
+
+
+def _compute_river(report: CycleReport, river: River, inputs: Inputs, issued: pd.Timestamp,
+                   models: ModelProvider,
+                   prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> _Forecast:
     problem: str | None = None
     try:
         got = models(river.id)
@@ -349,38 +396,95 @@ def _run_river(ctx: Context, report: CycleReport, river: River, inputs: Inputs,
         log.exception("cycle %s: the model of %s failed", report.cycle_id, river.id)
         fc, variant, lineage, reasons = _forecast_one(
             river, inputs, issued, None, f"model {got[0]} failed ({_describe(exc)})", prepared)
-    version = str(fc["model_version"].iloc[0])
-    degraded = variant != "full"
-    status = "degraded" if degraded or reasons else "ok"
-    message = "; ".join(reasons) or None
-    with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
-        save_forecast(conn, fc, model_variant=variant, input_cutoff=issued.to_pydatetime(),
-                      degraded=degraded, inputs=lineage, created_at=ctx.clock.now(),
-                      cycle_id=report.cycle_id, low_confidence=bool(reasons), reasons=reasons)
-        record_outcome(conn, report.cycle_id, river_id=river.id, status=status,
-                       model_version=version, message=message)
-    report.forecasts = pd.concat([report.forecasts, fc], ignore_index=True) \
-        if len(report.forecasts) else fc
-    if reasons:
-        report.low_confidence[river.id] = reasons
-    report.outcomes.append(RiverOutcome(river.id, status, version, message))
+    return _Forecast(river, fc, variant, lineage, reasons)
+
+
+def _write(ctx: Context, conn: Connection, report: CycleReport, f: _Forecast,
+           issued: pd.Timestamp) -> RiverOutcome:
+    """A river's six leads and its outcome row (in the caller's transaction)."""
+    outcome = f.outcome
+    save_forecast(conn, f.fc, model_variant=f.variant, input_cutoff=issued.to_pydatetime(),
+                  degraded=f.degraded, inputs=f.lineage, created_at=ctx.clock.now(),
+                  cycle_id=report.cycle_id, low_confidence=bool(f.reasons), reasons=f.reasons)
+    record_outcome(conn, report.cycle_id, river_id=f.river.id, status=outcome.status,
+                   model_version=outcome.model_version, message=outcome.message)
+    return outcome
+
+
+def _log_failure(report: CycleReport, river_id: str, exc: BaseException) -> RiverOutcome:
+    if isinstance(exc, CycleError):
+        log.warning("cycle %s: river %s failed: %s", report.cycle_id, river_id, exc)
+    else:   # unexpected: keep the traceback in the log
+        log.error("cycle %s: river %s failed unexpectedly", report.cycle_id, river_id,
+                  exc_info=exc)
+    return RiverOutcome(river_id, "failed", message=_describe(exc))
+
+
+Result = _Forecast | Exception
+"""A river's computed forecast, or why it has none."""
+
+
+def _store(ctx: Context, report: CycleReport, river: River, res: Result,
+           issued: pd.Timestamp, frames: list[pd.DataFrame]) -> None:
+    """Store one river's forecast and outcome in their own transaction as soon as it is
+    computed (a stopped process keeps the rivers it finished), or record why it has none."""
+    try:
+        if isinstance(res, Exception):
+            raise res
+        with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
+            outcome = _write(ctx, conn, report, res, issued)
+        _report(report, outcome, res, frames)
+    except Exception as exc:   # any failure of one river: record, go on
+        _record_failure(ctx, report, river.id, exc)
+
+
+def _report(report: CycleReport, outcome: RiverOutcome, f: _Forecast | None,
+            frames: list[pd.DataFrame]) -> None:
+    """Add a stored river to the report (its forecast frame to ``frames``, joined once at the
+    end of the stage: ``_join_forecasts``)."""
+    if f is not None:
+        frames.append(f.fc)
+        if f.reasons:
+            report.low_confidence[f.river.id] = f.reasons
+    report.outcomes.append(outcome)
+
+
+def _join_forecasts(report: CycleReport, frames: list[pd.DataFrame]) -> None:
+    """``report.forecasts`` with ``frames`` appended: one concat for the whole stage, the same
+    frame as one concat per river."""
+    parts = ([report.forecasts] if len(report.forecasts) else []) + frames
+    if len(parts) == 1:
+        report.forecasts = parts[0]
+    elif parts:
+        report.forecasts = pd.concat(parts, ignore_index=True)
 
 
 def forecast_stage(ctx: Context, report: CycleReport, *, models: ModelProvider | None = None,
                    rain_product: str | None = None) -> Inputs:
     """Forecast every river of the catalogue for ``report.issued_at`` into the open run
     ``report.cycle_id`` (the caller holds the issue-time lock and closes the run). Per-river
-    failures are recorded, never raised; returns the inputs read (with their freshness)."""
+    failures are recorded, never raised; returns the inputs read (with their freshness).
+
+    The inputs are read once, and every river's hourly frame and feature row are built in one
+    pass (``_prepare``; the same frames as river by river); then each river is forecast and
+    stored (its six leads and its outcome in one transaction) in turn."""
     issued = pd.Timestamp(report.issued_at)
     inputs = _read_inputs(ctx, issued, rain_product)
     provider = models if models is not None else champion_models(ctx)
     rivers = ctx.catalogue.rivers
     prepared = _prepare(rivers, inputs, issued)
-    for river in rivers:
-        try:
-            _run_river(ctx, report, river, inputs, issued, provider, prepared.get(river.id))
-        except Exception as exc:   # any failure of one river: record, go on
-            _record_failure(ctx, report, river.id, exc)
+    frames: list[pd.DataFrame] = []
+    try:
+        for river in rivers:
+            res: Result
+            try:
+                res = _compute_river(report, river, inputs, issued, provider,
+                                     prepared.get(river.id))
+            except Exception as exc:   # any failure of one river: record, go on
+                res = exc
+            _store(ctx, report, river, res, issued, frames)
+    finally:
+        _join_forecasts(report, frames)
     return inputs
 
 
@@ -421,11 +525,7 @@ def run_cycle(ctx: Context, issued_at: datetime, *, models: ModelProvider | None
 
 
 def _record_failure(ctx: Context, report: CycleReport, river_id: str, exc: Exception) -> None:
-    if isinstance(exc, CycleError):
-        log.warning("cycle %s: river %s failed: %s", report.cycle_id, river_id, exc)
-    else:   # unexpected: keep the traceback in the log
-        log.exception("cycle %s: river %s failed unexpectedly", report.cycle_id, river_id)
-    outcome = RiverOutcome(river_id, "failed", message=_describe(exc))
+    outcome = _log_failure(report, river_id, exc)
     report.outcomes.append(outcome)
     try:
         with transaction(ctx.engine, f"recording {river_id}") as conn:

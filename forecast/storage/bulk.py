@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 
@@ -80,4 +79,11 @@ def bulk_load(conn: Connection, table: sa.Table, df: pd.DataFrame,
 
 def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     """An INSERT with ``on_conflict_do_update`` for this connection's dialect."""
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    # the dialect's module is imported when used: a SQLite process never loads PostgreSQL's
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)

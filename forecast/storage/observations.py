@@ -14,6 +14,7 @@ verified value replaces a provisional one and the provisional one stays in the h
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,12 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from forecast import frames
-from forecast.storage.bulk import bulk_load
+from forecast.storage.bulk import bulk_load, dialect_insert
 from forecast.storage.tables import UTCDateTime, observation_history, observations
 
 _STAGE_COLS = ("station_id", "variable", "time", "value", "flag", "qc_rule", "provisional",
@@ -169,9 +169,7 @@ def _upsert_general(conn: Connection, df: pd.DataFrame, stations: list[str], t0:
             sa.literal(0).label("revision"),
             sa.literal(now, UTCDateTime()).label("ingested_at"),
         ).where(sa.true())  # `WHERE true` lets SQLite parse INSERT…SELECT…ON CONFLICT
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" \
-            else sqlite.insert
-        ins = dialect_insert(o).from_select([*_STAGE_COLS, "revision", "ingested_at"], src)
+        ins = dialect_insert(conn, o).from_select([*_STAGE_COLS, "revision", "ingested_at"], src)
         ex = ins.excluded
         ins = ins.on_conflict_do_update(
             index_elements=list(key),
@@ -352,3 +350,99 @@ def latest_usable_times(conn: Connection, keys: list[tuple[str, str]], *,
     df = pd.DataFrame(out, columns=["station_id", "variable", "time"])
     df["time"] = pd.to_datetime(df["time"], utc=True)
     return df
+
+
+class ObservationWindow:
+    """The observations of a set of stations over a window that slides forward (a scheduler's
+    ticks: the last 8 days, every half hour), kept between reads: ``read`` returns exactly the
+    frame ``read_observations(conn, station_ids=..., start=..., end=...)`` would, but of the
+    part it already holds it reads only a per-(station, variable) summary -- row count, sum of
+    revisions, first and last time, one aggregate query the database answers without sending
+    the rows -- and fetches again only the stations whose summary changed (every write that
+    changes a row raises its revision; a new or late row changes the count), plus the new rows
+    after the previous window's end. Any other request (other stations, a window that moved
+    back or does not overlap) is a plain ``read_observations``. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: tuple[tuple[str, ...], datetime, datetime, pd.DataFrame] | None = None
+
+    def read(self, conn: Connection, *, station_ids: list[str], start: datetime,
+             end: datetime) -> pd.DataFrame:
+        """Observations of ``station_ids`` in [start, end) (see the class docstring)."""
+        stations = tuple(sorted(set(station_ids)))
+        with self._lock:
+            held = self._held
+            if (held is None or held[0] != stations or conn.dialect.paramstyle not in
+                    ("qmark", "format", "pyformat") or not held[1] <= start < held[2] <= end):
+                frame = read_observations(conn, station_ids=list(stations), start=start,
+                                          end=end)
+            else:
+                frame = self._update(conn, stations, held, start, end)
+            self._held = (stations, start, end, frame)
+            return frame
+
+    @staticmethod
+    def _update(conn: Connection, stations: tuple[str, ...],
+                held: tuple[tuple[str, ...], datetime, datetime, pd.DataFrame],
+                start: datetime, end: datetime) -> pd.DataFrame:
+        _, _, held_end, frame = held
+        old = frame[frame["time"] >= pd.Timestamp(start)]
+        stored = _summaries(conn, list(stations), start, held_end)
+        kept = _summaries_of(old)
+        changed = {s for s, v, *_ in stored.symmetric_difference(kept)}
+        same = [s for s in stations if s not in changed]
+        parts = [old[~old["station_id"].isin(list(changed))]]
+        if same and end > held_end:
+            parts.append(_frame(*_read_by_station(conn, same, None, held_end, end)))
+        if changed:
+            parts.append(_frame(*_read_by_station(conn, sorted(changed), None, start, end)))
+        out = pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
+        # the order of read_observations: station, variable, time
+        rank = {s: i for i, s in enumerate(stations)}
+        order = np.lexsort((
+            pd.DatetimeIndex(out["time"]).as_unit("ns").asi8,
+            out["variable"].to_numpy(dtype=object).astype(str),
+            out["station_id"].map(rank).to_numpy()))
+        return out.iloc[order].reset_index(drop=True)
+
+
+def _summaries(conn: Connection, stations: list[str], start: datetime, end: datetime
+               ) -> set[tuple[str, str, int, int, int, int]]:
+    """(station, variable, rows, sum of revisions, first and last time in ns) of the stored
+    rows in [start, end): one aggregate query."""
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    variables = sorted(frames.VARIABLES)
+    bind = UTCDateTime().bind_processor(conn.dialect) or (lambda v: v)
+    sql = (f'SELECT "station_id", "variable", COUNT(*), SUM("revision"), MIN("time"), '
+           f'MAX("time") FROM "{observations.name}" WHERE "station_id" IN '
+           f'({", ".join([ph] * len(stations))}) AND "variable" IN '
+           f'({", ".join([ph] * len(variables))}) AND "time" >= {ph} AND "time" < {ph} '
+           'GROUP BY "station_id", "variable"')
+    params = (*stations, *variables, bind(start), bind(end))
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+    return {(str(s), str(v), int(n), int(r), _ns(t0), _ns(t1)) for s, v, n, r, t0, t1 in rows}
+
+
+def _ns(t: Any) -> int:
+    return int(pd.Timestamp(pd.to_datetime(t, utc=True)).as_unit("ns").value)
+
+
+def _summaries_of(frame: pd.DataFrame) -> set[tuple[str, str, int, int, int, int]]:
+    """``_summaries`` of rows already read."""
+    if not len(frame):
+        return set()
+    g = frame.groupby(["station_id", "variable"], sort=False)
+    agg = pd.DataFrame({"n": g.size(), "r": g["revision"].sum(), "t0": g["time"].min(),
+                        "t1": g["time"].max()})
+    return {(str(s), str(v), int(n), int(r), _ns(t0), _ns(t1))
+            for (s, v), n, r, t0, t1 in zip(agg.index, agg["n"], agg["r"], agg["t0"],
+                                            agg["t1"], strict=True)}

@@ -206,3 +206,57 @@ def test_station_reads_equal_the_single_query(engine: Engine) -> None:
             want = run(engine, _read_select, station_ids=stations, **kw)
             pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert 1 in set(run(engine, read_observations, station_ids=["G1"])["revision"])
+
+
+def test_a_sliding_window_reads_what_a_fresh_read_would(engine: Engine) -> None:
+    """``ObservationWindow`` (kept between cycles) against ``read_observations`` after every
+    kind of write: new rows, late rows inside the window, revised values and flags, a new
+    station or variable, a window that moves forward, stays, moves back or jumps."""
+    from forecast.storage.observations import ObservationWindow
+
+    rng = np.random.default_rng(7)
+    stations = ["G1", "G2", "R1"]
+    t0 = pd.Timestamp("2024-06-30 00:00", tz="UTC")
+    for i, s in enumerate(stations):
+        b = batch(60, station=s, start="2024-06-30 00:00", seed=i)
+        run(engine, upsert_observations,
+            b.assign(variable="rain_mm") if s == "R1" else b, source="test", now=NOW)
+    window = ObservationWindow()
+
+    def check(start: pd.Timestamp, end: pd.Timestamp, ids: list[str] = stations) -> None:
+        kw = {"start": start.to_pydatetime(), "end": end.to_pydatetime()}
+        got = run(engine, window.read, station_ids=ids, **kw)
+        want = run(engine, read_observations, station_ids=ids, **kw)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+    start, end = t0 + pd.Timedelta(hours=1), t0 + pd.Timedelta(hours=6)
+    check(start, end)
+    check(start, end)                                     # nothing changed
+    for step in range(8):
+        start, end = start + pd.Timedelta(minutes=30), end + pd.Timedelta(minutes=30)
+        what = step % 4
+        if what == 0:   # new rows after the window's end
+            new = batch(3, station="G1", start=str(end - pd.Timedelta(minutes=30))[:16],
+                        seed=10 + step)
+            run(engine, upsert_observations, new, source="test", now=NOW)
+        elif what == 1:   # a revised value inside the window (revision + 1)
+            old = run(engine, read_observations, station_ids=["G2"])
+            row = old[old["value"].notna()].iloc[int(rng.integers(0, 10)) + 12]
+            fixed = row.to_frame().T[["station_id", "variable", "time", "value"]].assign(
+                value=float(row["value"]) + 0.5, provisional=False)
+            fixed["time"] = pd.to_datetime(fixed["time"], utc=True)
+            fixed["value"] = fixed["value"].astype(float)
+            run(engine, upsert_observations, fixed, source="fix", now=NOW)
+        elif what == 2:   # a late row inside the window, and a flag change
+            late = batch(1, station="R1", start=str(start + pd.Timedelta(minutes=5))[:16])
+            run(engine, upsert_observations, late.assign(variable="rain_mm"), source="late",
+                now=NOW)
+        else:             # a new variable for a station
+            extra = batch(4, station="G1", start=str(start)[:16]).assign(
+                variable="release_m3s")
+            run(engine, upsert_observations, extra, source="dam", now=NOW)
+        check(start, end)
+    check(start - pd.Timedelta(hours=2), end)            # moved back: read afresh
+    check(start, end + pd.Timedelta(days=1))             # a longer window
+    check(end + pd.Timedelta(days=2), end + pd.Timedelta(days=3))   # no overlap
+    check(start, end, ["G1", "X9"])                      # other stations
