@@ -27,3 +27,33 @@ def context(engine: Engine, catalogue: Catalogue, at: datetime,
             models_root: Path = Path("models")) -> Context:
     """A pipeline context on a test database with a fixed clock at ``at``."""
     return Context.of(engine, catalogue, clock=FixedClock(at), models_root=models_root)
+
+
+def tick_world() -> tuple[Catalogue, Any, dict[str, Any]]:
+    """Three simulated rivers (June–20 July 2023), their replay feed (name ``simulated``) and
+    small trained models per river: the world of the tick tests."""
+    from datetime import UTC
+
+    import pandas as pd
+
+    from forecast.features import build_features, river_hourly, targets
+    from forecast.ingest.replay import Replay
+    from forecast.modelling.lgbm import LeadModels, LgbmSettings
+    from forecast.simulate import simulate
+    from forecast.simulate.demo_catalogue import synthetic_catalogue
+
+    cat = synthetic_catalogue(3, seed=4, crisis_share=0.0)
+    sim = simulate(cat, datetime(2023, 6, 1, tzinfo=UTC), datetime(2023, 7, 20, tzinfo=UTC),
+                   seed=11)
+    obs = sim.observations.drop(columns=["received_at"])
+    train_end = pd.Timestamp("2023-07-01", tz="UTC")
+    models = {}
+    for river in cat.rivers:
+        hourly = river_hourly(obs, river, end=train_end)
+        times = hourly.index[48:-6]
+        X = build_features(hourly, times, future_rain="archive", vintages=sim.rain_forecasts,
+                           catchment_id=river.id)
+        models[river.id] = LeadModels.train(
+            X, targets(hourly, times), high_water_m=river.thresholds.ladder()[0][1],
+            settings=LgbmSettings(num_rounds=30, fallbacks=True), name=river.id)
+    return cat, Replay.of(sim.observations, sim.rain_forecasts, name="simulated"), models

@@ -8,44 +8,26 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pandas as pd
 import pytest
-from helpers import run
+from helpers import run, tick_world
 from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue
 from forecast.clock import FixedClock
-from forecast.features import build_features, river_hourly, targets
 from forecast.ingest.fetch import Fetcher, RetryPolicy
 from forecast.ingest.replay import Replay
 from forecast.ingest.sources import UrlList
-from forecast.modelling.lgbm import LeadModels, LgbmSettings
+from forecast.modelling.lgbm import LeadModels
 from forecast.pipeline.context import Context
 from forecast.pipeline.tick import Feeds, due_issue_times, run_due, run_tick
-from forecast.simulate import simulate
-from forecast.simulate.demo_catalogue import synthetic_catalogue
 from forecast.storage import cycles, forecasts
 from forecast.storage.archive import read_fetches
 
-START = datetime(2023, 6, 1, tzinfo=UTC)
-END = datetime(2023, 7, 20, tzinfo=UTC)
 T = datetime(2023, 7, 15, 6, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def world() -> tuple[Catalogue, Replay, dict[str, LeadModels]]:
-    cat = synthetic_catalogue(3, seed=4, crisis_share=0.0)
-    sim = simulate(cat, START, END, seed=11)
-    obs = sim.observations.drop(columns=["received_at"])
-    train_end = pd.Timestamp("2023-07-01", tz="UTC")
-    models = {}
-    for river in cat.rivers:
-        hourly = river_hourly(obs, river, end=train_end)
-        times = hourly.index[48:-6]
-        X = build_features(hourly, times, future_rain="archive", vintages=sim.rain_forecasts,
-                           catchment_id=river.id)
-        models[river.id] = LeadModels.train(
-            X, targets(hourly, times), high_water_m=river.thresholds.ladder()[0][1],
-            settings=LgbmSettings(num_rounds=30, fallbacks=True), name=river.id)
-    return cat, Replay.of(sim.observations, sim.rain_forecasts, name="simulated"), models
+    return tick_world()
 
 
 def _ctx(engine: Engine, cat: Catalogue, now: datetime, **kw) -> Context:  # type: ignore[no-untyped-def]

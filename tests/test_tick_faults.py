@@ -38,23 +38,20 @@ import httpx
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from helpers import run
+from helpers import run, tick_world
 from sqlalchemy.engine import Engine
 
 from forecast.catalogue import Catalogue
 from forecast.clock import FixedClock
 from forecast.errors import CycleError, StorageError
-from forecast.features import build_features, river_hourly, targets
 from forecast.ingest.fetch import Fetcher, RetryPolicy
 from forecast.ingest.replay import Replay
 from forecast.ingest.sources import AmedasMap
-from forecast.modelling.lgbm import LeadModels, LgbmSettings
+from forecast.modelling.lgbm import LeadModels
 from forecast.pipeline.collect import collect_replay
 from forecast.pipeline.context import Context
 from forecast.pipeline.tick import Feeds, run_due, run_tick
 from forecast.settings import load_settings
-from forecast.simulate import simulate
-from forecast.simulate.demo_catalogue import synthetic_catalogue
 from forecast.storage import cycles, forecasts
 from forecast.storage.archive import load_payload, read_fetches
 from forecast.storage.engine import create_engine, migrate, transaction
@@ -65,8 +62,6 @@ from forecast.storage.tables import (
     forecast_values,
 )
 
-START = datetime(2023, 6, 1, tzinfo=UTC)
-END = datetime(2023, 7, 20, tzinfo=UTC)
 T = datetime(2023, 7, 15, 6, tzinfo=UTC)
 HALF = timedelta(minutes=30)
 LEADS = 6
@@ -76,20 +71,7 @@ LIMIT_S = 1.5   # the per-source time limit of the timeout tests
 @pytest.fixture(scope="module")
 def world() -> tuple[Catalogue, Replay, dict[str, LeadModels]]:
     """Three simulated rivers, their replay feed and small trained models (as test_tick)."""
-    cat = synthetic_catalogue(3, seed=4, crisis_share=0.0)
-    sim = simulate(cat, START, END, seed=11)
-    obs = sim.observations.drop(columns=["received_at"])
-    train_end = pd.Timestamp("2023-07-01", tz="UTC")
-    models = {}
-    for river in cat.rivers:
-        hourly = river_hourly(obs, river, end=train_end)
-        times = hourly.index[48:-6]
-        X = build_features(hourly, times, future_rain="archive", vintages=sim.rain_forecasts,
-                           catchment_id=river.id)
-        models[river.id] = LeadModels.train(
-            X, targets(hourly, times), high_water_m=river.thresholds.ladder()[0][1],
-            settings=LgbmSettings(num_rounds=30, fallbacks=True), name=river.id)
-    return cat, Replay.of(sim.observations, sim.rain_forecasts, name="simulated"), models
+    return tick_world()
 
 
 World = tuple[Catalogue, Replay, dict[str, LeadModels]]

@@ -33,7 +33,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forecast.clock import ScaledClock
 from forecast.pipeline.context import Context
-from forecast.pipeline.tick import DueReport, Feeds, Notify, no_notifications, run_due
+from forecast.pipeline.tick import (
+    DueReport,
+    Feeds,
+    Notify,
+    feeds_from_settings,
+    no_notifications,
+    run_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +79,6 @@ class Scheduler:
         """One firing: run every due issue time. Never raises (logged instead)."""
         try:
             if self._feeds is None:   # read once, on the first firing (a replay file)
-                from forecast.pipeline.tick import feeds_from_settings
-
                 self._feeds = feeds_from_settings(self.ctx)
             due = run_due(self.ctx, feeds=self._feeds, trigger="schedule", notify=self._notify)
         except Exception:
