@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import date
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,67 @@ THRESHOLD_LABELS: dict[str, tuple[str, str]] = {
     "caution_m": ("氾濫注意水位", "caution"),
     "evacuation_m": ("避難判断水位", "evacuation judgement"),
     "danger_m": ("氾濫危険水位", "danger"),
+}
+
+
+class AlertLevel(IntEnum):
+    """The threshold ladder as an ordered type (shared by alerts, messages, API and page).
+
+    ``FLOODING`` (氾濫開始) exists only where a crisis gauge has ``overflow_level_m``. The
+    colours are those of the 警戒レベル scheme (内閣府: レベル2 yellow, 3 red, 4 purple,
+    5 black); 水防団待機 has no 警戒レベル and gets a neutral blue (our choice)."""
+
+    STANDBY = 1
+    CAUTION = 2
+    EVACUATION = 3
+    DANGER = 4
+    FLOODING = 5
+
+    @property
+    def key(self) -> str:
+        """``standby`` … ``flooding`` (API, settings and catalogue keys)."""
+        return self.name.lower()
+
+    @property
+    def name_ja(self) -> str:
+        """The level's Japanese name, e.g. 氾濫危険水位."""
+        return _LEVEL_JA[self][0]
+
+    @property
+    def short_ja(self) -> str:
+        """The short Japanese name used in messages, e.g. 氾濫危険."""
+        return _LEVEL_JA[self][1]
+
+    @property
+    def name_en(self) -> str:
+        return _LEVEL_JA[self][2]
+
+    @property
+    def colour(self) -> str:
+        """Hex colour (``#rrggbb``) for Slack, the page and maps."""
+        return _LEVEL_JA[self][3]
+
+    @property
+    def keikai_level(self) -> int | None:
+        """警戒レベル相当 (None for 水防団待機)."""
+        return None if self is AlertLevel.STANDBY else int(self)
+
+    @classmethod
+    def from_key(cls, key: str) -> AlertLevel:
+        """``standby`` / ``standby_m`` / ``STANDBY`` → the level; ``ValueError`` otherwise."""
+        k = key.strip().lower().removesuffix("_m")
+        for level in cls:
+            if level.key == k:
+                return level
+        raise ValueError(f"unknown level {key!r}; one of {', '.join(lv.key for lv in cls)}")
+
+
+_LEVEL_JA: dict[AlertLevel, tuple[str, str, str, str]] = {
+    AlertLevel.STANDBY: ("水防団待機水位", "水防団待機", "standby", "#4a90d9"),
+    AlertLevel.CAUTION: ("氾濫注意水位", "氾濫注意", "caution", "#f2e700"),
+    AlertLevel.EVACUATION: ("避難判断水位", "避難判断", "evacuation judgement", "#ff2800"),
+    AlertLevel.DANGER: ("氾濫危険水位", "氾濫危険", "danger", "#aa00aa"),
+    AlertLevel.FLOODING: ("氾濫開始水位", "氾濫開始", "flooding", "#0c000c"),
 }
 
 
