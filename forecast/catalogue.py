@@ -13,7 +13,8 @@ API and UI can say so.
 from __future__ import annotations
 
 import itertools
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -200,6 +201,97 @@ class Thresholds(_Strict):
         return [(n, v) for n in THRESHOLD_NAMES if (v := getattr(self, n)) is not None]
 
 
+class LevelRule(_Strict):
+    """Overrides for one level of ``AlertRules.levels``; a key left out inherits. For
+    ``probability``, an explicit ``null`` switches the probability trigger off."""
+
+    dead_band_m: float | None = Field(default=None, ge=0.0, le=5.0)
+    min_duration_min: int | None = Field(default=None, ge=0, le=24 * 60)
+    probability: float | None = Field(default=None, gt=0.0, le=1.0)
+    probability_within_h: int | None = Field(default=None, ge=1, le=6)
+    renotify_after_min: int | None = Field(default=None, ge=0, le=24 * 60)
+
+
+DEFAULT_PROBABILITY: dict[AlertLevel, float | None] = {
+    AlertLevel.STANDBY: None, AlertLevel.CAUTION: None,
+    AlertLevel.EVACUATION: 0.3, AlertLevel.DANGER: 0.3, AlertLevel.FLOODING: None,
+}
+"""The probability trigger is on for 避難判断 and 氾濫危険 only (at 30 %): the levels where an
+early, uncertain notice is worth a false alarm; below them the P50 crossing suffices."""
+
+
+@dataclass(frozen=True)
+class ResolvedRule:
+    """The settings in force for one level of one river (``AlertRules.rule``)."""
+
+    dead_band_m: float
+    min_duration: timedelta
+    probability: float | None
+    probability_within_h: int
+    renotify_after: timedelta | None
+
+
+class AlertRules(_Strict):
+    """How a river's forecast notifications behave (catalogue ``alerts:``, on the catalogue
+    for every river and on a river for its own; river keys override catalogue keys).
+
+    * ``dead_band_m``: a level is held until the observed level is this far below it (and the
+      P50 forecast and the probability are below it too);
+    * ``min_duration_min``: ... for this long before the level is lowered;
+    * ``all_clear_after_min``: the all-clear needs everything below the lowest level (minus the
+      dead band) for this long;
+    * ``renotify_after_min``: an unacknowledged level is notified again after this long
+      (0: never);
+    * ``probability_within_h``: the probability trigger looks this many hours ahead;
+    * ``levels``: per-level overrides (``standby`` … ``flooding``), e.g. the probability.
+    * ``data_problems``: raise data-problem notifications for the duty officer.
+    """
+
+    dead_band_m: float = Field(default=0.10, ge=0.0, le=5.0)
+    min_duration_min: int = Field(default=60, ge=0, le=24 * 60)
+    all_clear_after_min: int = Field(default=180, ge=0, le=7 * 24 * 60)
+    renotify_after_min: int = Field(default=60, ge=0, le=24 * 60)
+    probability_within_h: int = Field(default=3, ge=1, le=6)
+    levels: dict[str, LevelRule] = Field(default_factory=dict)
+    data_problems: bool = True
+
+    @field_validator("levels")
+    @classmethod
+    def _level_keys(cls, v: dict[str, LevelRule]) -> dict[str, LevelRule]:
+        for k in v:
+            AlertLevel.from_key(k)   # ValueError names the known keys
+        return v
+
+    def merged(self, river: AlertRules | None) -> AlertRules:
+        """These (catalogue) rules with a river's own on top."""
+        if river is None:
+            return self
+        mine = self.model_dump(exclude_unset=True)
+        theirs = river.model_dump(exclude_unset=True)
+        levels = {k: LevelRule(**v) for k, v in mine.pop("levels", {}).items()}
+        for k, v in theirs.pop("levels", {}).items():
+            base = levels[k].model_dump(exclude_unset=True) if k in levels else {}
+            levels[k] = LevelRule(**{**base, **v})
+        return AlertRules(**{**mine, **theirs, **({"levels": levels} if levels else {})})
+
+    def rule(self, level: AlertLevel) -> ResolvedRule:
+        """The settings in force for ``level``."""
+        over = next((r for k, r in self.levels.items() if AlertLevel.from_key(k) is level),
+                    None)
+        got = over.model_dump(exclude_unset=True) if over is not None else {}
+        renotify = got.get("renotify_after_min", self.renotify_after_min)
+        return ResolvedRule(
+            dead_band_m=got.get("dead_band_m", self.dead_band_m),
+            min_duration=timedelta(minutes=got.get("min_duration_min", self.min_duration_min)),
+            probability=got.get("probability", DEFAULT_PROBABILITY[level]),
+            probability_within_h=got.get("probability_within_h", self.probability_within_h),
+            renotify_after=timedelta(minutes=renotify) if renotify else None)
+
+    @property
+    def all_clear_after(self) -> timedelta:
+        return timedelta(minutes=self.all_clear_after_min)
+
+
 class Cell(_Strict):
     """One JMA 1 km grid cell of a catchment (row/col from the north-west corner)."""
 
@@ -273,6 +365,7 @@ class River(_Strict):
     simulation: dict[str, float] = Field(default_factory=dict)  # tank-model parameter overrides
     # model target space: "log" for flow-like series (m3/s); unset = the training settings' own
     target_transform: Literal["none", "log"] | None = None
+    alerts: AlertRules | None = None    # this river's notification rules (over the catalogue's)
     provisional: bool = False
     notes: str = ""
 
@@ -339,7 +432,12 @@ class Catalogue(_Strict):
 
     name: str
     description: str = ""
+    alerts: AlertRules = AlertRules()   # notification rules for every river
     rivers: tuple[River, ...] = Field(min_length=1)
+
+    def alert_rules(self, river: River) -> AlertRules:
+        """The notification rules of ``river`` (its own ``alerts:`` over the catalogue's)."""
+        return self.alerts.merged(river.alerts)
 
     def check_references(self, file: str) -> None:
         """Cross-river checks, raised as ``CatalogueError`` naming file, river and key:
