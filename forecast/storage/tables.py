@@ -224,29 +224,68 @@ forecast_values = Table(
     Column("q90", Float, nullable=False),
 )
 
-alert_state = Table(
-    "alert_state", metadata,
-    Column("river_id", String(64), primary_key=True),
-    Column("level_name", String(32), nullable=True),      # None = below every threshold
-    Column("basis", String(16), nullable=True),           # observed | forecast
-    _ts("since", nullable=True),
+# Forecast notifications (storage.alerts; the engine is forecast.alerts). A stream is what
+# can be notified about (river:gauge:topic); its state is the engine's own JSON.
+alert_streams = Table(
+    "alert_streams", metadata,
+    Column("stream_key", String(200), primary_key=True),
+    Column("river_id", String(64), nullable=False, index=True),
+    Column("gauge", String(64), nullable=False),
+    Column("topic", String(16), nullable=False),          # level | data
+    Column("state", JSON, nullable=False),
     _ts("updated_at", nullable=False),
-    Column("acknowledged_by", String(128), nullable=True),
-    _ts("acknowledged_at", nullable=True),
 )
 
-alert_events = Table(
-    "alert_events", metadata,
+# One row per stream, flood event and level (level 0: a data problem).
+notifications = Table(
+    "notifications", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_key", String(200), nullable=False),
+    Column("stream_key", String(200), nullable=False),
     Column("river_id", String(64), nullable=False, index=True),
-    _ts("occurred_at", nullable=False),
-    Column("kind", String(16), nullable=False),           # raise | escalate | lower | clear
-    Column("from_level", String(32), nullable=True),
-    Column("to_level", String(32), nullable=True),
-    Column("basis", String(16), nullable=False),
+    Column("gauge", String(64), nullable=False),
+    Column("topic", String(16), nullable=False),
+    Column("level", SmallInteger, nullable=False),
+    Column("state", String(16), nullable=False),          # active | acknowledged | lowered | cleared
+    Column("basis", String(16), nullable=True),           # observed | forecast | probability
+    _ts("raised_at", nullable=False),
+    _ts("updated_at", nullable=False),
     Column("cycle_id", Integer, ForeignKey("cycle_runs.id"), nullable=True),
-    Column("message", Text, nullable=False),
+    Column("forecast_run_id", Integer, nullable=True),
+    Column("details", JSON, nullable=False),
+    Column("acknowledged_by", String(128), nullable=True),
+    _ts("acknowledged_at", nullable=True),
+    _ts("cleared_at", nullable=True),
+    UniqueConstraint("event_key", "level", name="uq_notifications_event_level"),
+)
+
+# Every message of the lifecycle (raise, escalate, lower, clear, remind, acknowledge), with
+# the canonical payload the channels render and its CAP 1.2 rendering.
+alert_messages = Table(
+    "alert_messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_key", String(200), nullable=False, index=True),
+    Column("stream_key", String(200), nullable=False),
+    Column("river_id", String(64), nullable=False, index=True),
+    Column("notification_id", Integer, ForeignKey("notifications.id"), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("topic", String(16), nullable=False),
+    Column("level", SmallInteger, nullable=True),
+    Column("from_level", SmallInteger, nullable=True),
+    _ts("occurred_at", nullable=False),                   # the issue time (or the ack time)
     _ts("created_at", nullable=False),
+    Column("cycle_id", Integer, ForeignKey("cycle_runs.id"), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("cap_identifier", String(200), nullable=True, unique=True),
+    Column("cap_xml", Text, nullable=True),
+)
+
+# The Slack message an event threads under, per target channel.
+slack_threads = Table(
+    "slack_threads", metadata,
+    Column("event_key", String(200), primary_key=True),
+    Column("target", String(200), primary_key=True),
+    Column("ts", String(64), nullable=False),
 )
 
 # Messages to deliver (storage.outbox): written with the state change that causes them.
@@ -263,6 +302,7 @@ outbox = Table(
     _ts("sent_at", nullable=True),
     _ts("failed_at", nullable=True),
     Column("last_error", Text, nullable=True),
+    Column("message_id", Integer, ForeignKey("alert_messages.id"), nullable=True),
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 

@@ -14,7 +14,13 @@ from sqlalchemy.engine import Engine
 
 from forecast.storage import alerts, audit, forecasts, outbox
 from forecast.storage.engine import transaction
-from forecast.storage.tables import alert_events, alert_state, audit_log, forecast_runs
+from forecast.storage.tables import (
+    alert_messages,
+    alert_streams,
+    audit_log,
+    forecast_runs,
+    notifications,
+)
 from forecast.storage.tables import outbox as outbox_table
 
 NOW = datetime(2024, 7, 1, 3, tzinfo=UTC)
@@ -33,53 +39,87 @@ def _raise_on_forecast(conn: sa.Connection) -> None:
     """What the notification stage will do: forecast, state, event, outbox rows, audit."""
     run_id = forecasts.save_forecast(conn, _forecast(), model_variant="full", input_cutoff=NOW,
                                      degraded=False, inputs={}, created_at=NOW)
-    alerts.put_state(conn, "koto", level_name="caution_m", basis="forecast", since=NOW,
-                     updated_at=NOW)
-    event = alerts.add_event(conn, river_id="koto", occurred_at=NOW, kind="raise",
-                             from_level=None, to_level="caution_m", basis="forecast",
-                             message="氾濫注意 forecast within 2 h", created_at=NOW)
+    key = "koto:jiseiji:level"
+    event_key = f"{key}:20240701T0300Z"
+    alerts.put_stream(conn, stream_key=key, river_id="koto", gauge="jiseiji", topic="level",
+                      state={"level": 2}, updated_at=NOW)
+    nid = alerts.add_notification(conn, event_key=event_key, stream_key=key, river_id="koto",
+                                  gauge="jiseiji", topic="level", level=2, basis="forecast",
+                                  raised_at=NOW, cycle_id=None, forecast_run_id=run_id,
+                                  details={})
+    mid = alerts.add_message(conn, event_key=event_key, stream_key=key, river_id="koto",
+                             notification_id=nid, kind="raise", topic="level", level=2,
+                             from_level=None, occurred_at=NOW, created_at=NOW, cycle_id=None)
     for channel in ("slack", "webhook"):
-        outbox.enqueue(conn, channel=channel, dedup_key=f"koto:{event}:{channel}",
-                       payload={"event": event, "run": run_id}, now=NOW)
+        outbox.enqueue(conn, channel=channel, dedup_key=f"{channel}:{mid}",
+                       payload={"message_id": mid, "run": run_id}, now=NOW, message_id=mid)
     audit.audit(conn, at=NOW, actor="cycle", action="alert.raise", target="koto")
 
 
 def _counts(engine: Engine) -> list[int]:
     with engine.connect() as conn:
         return [int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
-                for t in (forecast_runs, alert_state, alert_events, outbox_table, audit_log)]
+                for t in (forecast_runs, alert_streams, notifications, alert_messages,
+                          outbox_table, audit_log)]
 
 
 def test_forecast_and_companions_commit_together(engine: Engine) -> None:
     with transaction(engine) as conn:
         _raise_on_forecast(conn)
-    assert _counts(engine) == [1, 1, 1, 2, 1]
+    assert _counts(engine) == [1, 1, 1, 1, 2, 1]
 
 
 def test_a_failure_leaves_none_of_them(engine: Engine) -> None:
     with pytest.raises(RuntimeError), transaction(engine) as conn:
         _raise_on_forecast(conn)
         raise RuntimeError("the process died before commit")
-    assert _counts(engine) == [0, 0, 0, 0, 0]
+    assert _counts(engine) == [0, 0, 0, 0, 0, 0]
 
 
-def test_alert_state_is_one_row_per_river_and_events_accumulate(engine: Engine) -> None:
-    assert run(engine, alerts.get_state, "koto") is None
-    run(engine, alerts.put_state, "koto", level_name="caution_m", basis="observed", since=NOW,
-        updated_at=NOW)
+def test_notification_states_follow_the_current_level(engine: Engine) -> None:
+    ev = "koto:jiseiji:level:20240701T0300Z"
+    ids = {}
+    for level in (1, 2, 3):
+        ids[level] = run(engine, alerts.add_notification, event_key=ev,
+                         stream_key="koto:jiseiji:level", river_id="koto", gauge="jiseiji",
+                         topic="level", level=level, basis="observed", raised_at=NOW,
+                         cycle_id=None, forecast_run_id=None, details={})
     later = NOW + timedelta(hours=1)
-    run(engine, alerts.put_state, "koto", level_name="danger_m", basis="forecast", since=NOW,
-        updated_at=later, acknowledged_by="duty officer", acknowledged_at=later)
-    st = run(engine, alerts.get_state, "koto")
-    assert (st["level_name"], st["basis"], st["acknowledged_by"]) == \
-        ("danger_m", "forecast", "duty officer")
-    assert st["updated_at"] == later and st["since"] == NOW
-    for kind in ("raise", "escalate"):
-        run(engine, alerts.add_event, river_id="koto", occurred_at=NOW, kind=kind,
-            from_level=None, to_level="danger_m", basis="forecast", message=kind,
-            created_at=NOW)
-    assert [e["kind"] for e in run(engine, alerts.read_events, "koto")] == ["escalate", "raise"]
-    assert run(engine, alerts.read_events, "other") == []
+    run(engine, alerts.set_notification_states, ev, at=later, current=2)
+
+    def states() -> dict[int, str]:
+        return {n["level"]: n["state"] for n in run(engine, alerts.read_notifications)}
+
+    assert states() == {1: "superseded", 2: "active", 3: "lowered"}
+    run(engine, alerts.acknowledge_notification, ids[2], by="suzuki", at=later)
+    assert [n["level"] for n in run(engine, alerts.read_notifications, active=True)] == [2]
+    run(engine, alerts.set_notification_states, ev, at=later, current=2)   # stays acknowledged
+    assert states()[2] == "acknowledged"
+    run(engine, alerts.set_notification_states, ev, at=later, current=None, cleared=True)
+    assert set(states().values()) == {"cleared"}
+    assert run(engine, alerts.read_notifications, active=True) == []
+    assert run(engine, alerts.find_notification, ev, 2)["acknowledged_by"] == "suzuki"
+
+
+def test_current_cap_keeps_open_events_and_recent_cancels(engine: Engine) -> None:
+    def msg(ev: str, kind: str, at: datetime) -> None:
+        mid = run(engine, alerts.add_message, event_key=ev, stream_key="s", river_id="koto",
+                  notification_id=None, kind=kind, topic="level", level=1, from_level=None,
+                  occurred_at=at, created_at=at, cycle_id=None)
+        run(engine, alerts.set_message, mid, payload={}, cap_identifier=f"id{mid}",
+            cap_xml=f"<alert>{mid}</alert>")
+
+    msg("open", "raise", NOW)
+    msg("open", "escalate", NOW + timedelta(hours=1))
+    msg("old", "raise", NOW - timedelta(days=3))
+    msg("old", "clear", NOW - timedelta(days=2))
+    msg("recent", "raise", NOW)
+    msg("recent", "clear", NOW + timedelta(hours=2))
+    got = run(engine, alerts.current_cap, closed_since=NOW - timedelta(days=1))
+    assert [(m["event_key"], m["kind"]) for m in got] == [("recent", "clear"),
+                                                          ("open", "escalate")]
+    assert run(engine, alerts.get_cap, "id2") == "<alert>2</alert>"
+    assert len(run(engine, alerts.all_cap)) == 6
 
 
 def test_outbox_dedups_retries_dead_letters_and_requeues(engine: Engine) -> None:
@@ -117,3 +157,13 @@ def test_two_deliverers_never_claim_the_same_message(engine: Engine) -> None:
         with transaction(engine) as b:
             got_b = [m["id"] for m in outbox.claim(b, now=NOW, limit=10)]
     assert len(got_a) == 2 and len(got_b) == 2 and not set(got_a) & set(got_b)
+
+
+def test_a_lease_hides_a_claimed_message_until_it_runs_out(engine: Engine) -> None:
+    mid = run(engine, outbox.enqueue, channel="webhook", dedup_key="w1", payload={}, now=NOW)
+    lease = timedelta(minutes=2)
+    assert [m["id"] for m in run(engine, outbox.claim, now=NOW, lease=lease)] == [mid]
+    assert run(engine, outbox.claim, now=NOW + timedelta(minutes=1), lease=lease) == []
+    # the deliverer died before marking it: due again once the lease has run out
+    assert [m["id"] for m in run(engine, outbox.claim, now=NOW + lease, lease=lease)] == [mid]
+    assert run(engine, outbox.status_counts) == {("webhook", "pending"): 1}
