@@ -25,6 +25,26 @@ FORECAST_REPLAY          replay file (``forecast demo`` writes one): ticks inges
 FORECAST_CLOCK_SPEED     demo clock speed (default 1 = wall clock); with
 FORECAST_CLOCK_ORIGIN    the simulated time at process start (ISO 8601 with offset)
 FORECAST_SCHEDULER       false: ``forecast serve`` runs the API only (default true)
+
+Notifications (水位予測通知; a channel without its settings is off):
+FORECAST_PUBLIC_URL      the page's address, for links in messages (e.g. https://suii.example.jp)
+FORECAST_SLACK_WEBHOOK_URL / FORECAST_SLACK_OPS_WEBHOOK_URL
+                         Slack incoming webhooks for staff / for the duty officer (data problems,
+                         dead letters; default: the staff one)
+FORECAST_SLACK_TOKEN     a bot token (chat:write) for the Web API instead: messages of an event
+                         thread under its first one; with FORECAST_SLACK_CHANNEL and
+                         FORECAST_SLACK_OPS_CHANNEL (channel ids) and FORECAST_SLACK_API_URL
+                         (default https://slack.com/api/)
+FORECAST_WEBHOOK_URL     generic JSON webhook, signed with FORECAST_WEBHOOK_SECRET (HMAC-SHA256)
+FORECAST_CAP_URL         POST each CAP 1.2 message here (the Atom feed is served either way)
+FORECAST_CAP_SENDER      CAP sender id (default forecast.pref.mie.example)
+FORECAST_DRILL           true: every message is a drill (CAP status Exercise, as simulated
+                         data always are)
+FORECAST_DELIVERY_MAX_ATTEMPTS  attempts before a message is a dead letter (default 12, about 3 h)
+FORECAST_DELIVERY_BACKOFF_S     first retry delay, doubled per attempt up to 30 min, with jitter
+                                (default 30)
+FORECAST_DELIVERY_TIMEOUT_S     per request (default 10)
+FORECAST_DELIVERY_INTERVAL_S    how often the scheduler delivers due messages (default 30)
 """
 
 from __future__ import annotations
@@ -34,7 +54,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from forecast.catalogue import default_catalogue_path
 from forecast.errors import SettingsError
@@ -63,6 +83,29 @@ class Settings(BaseModel):
     clock_speed: float = Field(default=1.0, gt=0, le=10000)
     clock_origin: datetime | None = None
     scheduler: bool = True
+    public_url: str | None = None
+    slack_webhook_url: SecretStr | None = None
+    slack_ops_webhook_url: SecretStr | None = None
+    slack_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_ops_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    cap_url: str | None = None
+    cap_sender: str = "forecast.pref.mie.example"
+    drill: bool = False
+    delivery_max_attempts: int = Field(default=12, ge=1, le=100)
+    delivery_backoff_s: float = Field(default=30.0, gt=0, le=3600)
+    delivery_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    delivery_interval_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("public_url", "webhook_url", "cap_url", "slack_api_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
 
     @field_validator("tick_minutes")
     @classmethod
@@ -85,6 +128,16 @@ class Settings(BaseModel):
         if v and not v.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
         return v
+
+    def channel_problems(self) -> list[str]:
+        """Half-configured channels, one line each (checked at start-up)."""
+        out = []
+        if self.slack_token is not None and not self.slack_channel:
+            out.append("FORECAST_SLACK_TOKEN is set without FORECAST_SLACK_CHANNEL (a channel id)")
+        if self.webhook_url and self.webhook_secret is None:
+            out.append("FORECAST_WEBHOOK_URL is set without FORECAST_WEBHOOK_SECRET (receivers "
+                       "verify the signature with it)")
+        return out
 
     @property
     def db_url(self) -> str:
@@ -109,9 +162,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = "FORECAST_" + ".".join(str(p) for p in first["loc"]).upper()
         msg = "unknown setting" if first["type"] == "extra_forbidden" else first["msg"]
         raise SettingsError(f"{key}: {msg}") from exc
+    problems = settings.channel_problems()
+    if problems:
+        raise SettingsError(problems[0])
+    return settings

@@ -189,6 +189,10 @@ def _plain_reading(hourly: pd.DataFrame, i: object) -> bool:
         and not _flag_at(hourly, UNEXPLAINED, int(i))
 
 
+SILENCE_NOT_LOW_WATER = "not read as low water"
+"""The words every ``silence_reason`` line carries (the notification stage looks for them)."""
+
+
 def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
                    shift: pd.Timedelta = _NO_SHIFT) -> str | None:
     """Why the primary level of the river frame at ``at`` is not known, for operators.
@@ -214,7 +218,7 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
     frame = hourly.loc[:ts]
     i = len(frame) - 1
     if not np.isfinite(float(frame[LEVEL].iloc[i])):
-        return f"{who}: no usable level at {when} (a gap, not read as low water)"
+        return f"{who}: no usable level at {when} (a gap, {SILENCE_NOT_LOW_WATER})"
     start = gauge.start_level_m if gauge.kind == "crisis" else None
     censored = float(censored_column(frame, CENSORED).iloc[i]) > 0
     marked = float(censored_column(frame, UNEXPLAINED).iloc[i]) > 0
@@ -222,7 +226,7 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
         return None
     if censored and (start is None or SILENT_H not in frame.columns):
         return (f"{who}: level censored at {when} but the river frame has no silence columns "
-                "(not built by river_hourly), so it is not read as low water")
+                f"(not built by river_hourly), so it is {SILENCE_NOT_LOW_WATER}")
     got = _silence_checks(frame, start)
     if not (got.unexplained[i] or marked):
         return None
@@ -251,5 +255,5 @@ def silence_reason(hourly: pd.DataFrame, river: River, at: pd.Timestamp, *,
                 if not np.isfinite(float(frame[c].iloc[i]))]
         why.append(f"and upstream {', '.join(dead)} silent too (data outage?)")
     return (f"{who} silent {_hours_text(hours)} since {what} at {since_jst} "
-            + "; ".join(why) + f"; not read as low water (level held at the start level "
+            + "; ".join(why) + f"; {SILENCE_NOT_LOW_WATER} (level held at the start level "
             f"{start:.2f} m is a guess)")

@@ -93,6 +93,7 @@ class CycleReport:
     outcomes: list[RiverOutcome] = field(default_factory=list)
     forecasts: pd.DataFrame = field(default_factory=pd.DataFrame)
     low_confidence: dict[str, list[str]] = field(default_factory=dict)
+    run_ids: dict[str, int] = field(default_factory=dict)   # river → its stored forecast run
 
     @property
     def status(self) -> str:
@@ -400,15 +401,16 @@ def _compute_river(report: CycleReport, river: River, inputs: Inputs, issued: pd
 
 
 def _write(ctx: Context, conn: Connection, report: CycleReport, f: _Forecast,
-           issued: pd.Timestamp) -> RiverOutcome:
-    """A river's six leads and its outcome row (in the caller's transaction)."""
+           issued: pd.Timestamp) -> tuple[RiverOutcome, int]:
+    """A river's six leads and its outcome row (in the caller's transaction); returns the
+    outcome and the forecast run's id."""
     outcome = f.outcome
-    save_forecast(conn, f.fc, model_variant=f.variant, input_cutoff=issued.to_pydatetime(),
+    run_id = save_forecast(conn, f.fc, model_variant=f.variant, input_cutoff=issued.to_pydatetime(),
                   degraded=f.degraded, inputs=f.lineage, created_at=ctx.clock.now(),
                   cycle_id=report.cycle_id, low_confidence=bool(f.reasons), reasons=f.reasons)
     record_outcome(conn, report.cycle_id, river_id=f.river.id, status=outcome.status,
                    model_version=outcome.model_version, message=outcome.message)
-    return outcome
+    return outcome, run_id
 
 
 def _log_failure(report: CycleReport, river_id: str, exc: BaseException) -> RiverOutcome:
@@ -432,7 +434,8 @@ def _store(ctx: Context, report: CycleReport, river: River, res: Result,
         if isinstance(res, Exception):
             raise res
         with transaction(ctx.engine, f"storing the forecast of {river.id}") as conn:
-            outcome = _write(ctx, conn, report, res, issued)
+            outcome, run_id = _write(ctx, conn, report, res, issued)
+        report.run_ids[river.id] = run_id
         _report(report, outcome, res, frames)
     except Exception as exc:   # any failure of one river: record, go on
         _record_failure(ctx, report, river.id, exc)

@@ -14,6 +14,9 @@
   lock lets one run each tick; the other finds it locked or already finished and skips.
 * **Failures**: a tick that raises (the database restarting, say) is logged and the scheduler
   goes on; the next firing catches the issue time up.
+* **Delivery**: an interval job every ``Settings.delivery_interval_s`` (wall seconds) and
+  the end of each tick deliver due notifications (``pipeline.deliver``), so retries go on
+  between ticks.
 * **Stop**: ``shutdown`` waits for a running tick to finish; ``run_until_signal`` does that on
   SIGTERM/SIGINT.
 """
@@ -33,14 +36,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forecast.clock import ScaledClock
 from forecast.pipeline.context import Context
-from forecast.pipeline.tick import (
-    DueReport,
-    Feeds,
-    Notify,
-    feeds_from_settings,
-    no_notifications,
-    run_due,
-)
+from forecast.pipeline.tick import DueReport, Feeds, Notify, feeds_from_settings, run_due
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +58,13 @@ class Scheduler:
     ``on_tick`` (optional) receives each ``DueReport`` (tests, metrics)."""
 
     def __init__(self, ctx: Context, *, feeds: Feeds | None = None,
-                 notify: Notify = no_notifications,
+                 notify: Notify | None = None,
                  on_tick: Callable[[DueReport], object] | None = None) -> None:
         self.ctx = ctx
         self._feeds = feeds
         self._notify = notify
+        self._senders: dict[str, Any] | None = None
+        self._deliver_lock = threading.Lock()
         self._on_tick = on_tick
         self._aps = BackgroundScheduler(timezone=UTC)
         self.failures = 0
@@ -80,7 +78,8 @@ class Scheduler:
         try:
             if self._feeds is None:   # read once, on the first firing (a replay file)
                 self._feeds = feeds_from_settings(self.ctx)
-            due = run_due(self.ctx, feeds=self._feeds, trigger="schedule", notify=self._notify)
+            due = run_due(self.ctx, feeds=self._feeds, trigger="schedule", notify=self._notify,
+                          deliver=self._deliver)
         except Exception:
             self.failures += 1
             log.exception("scheduled tick failed; the next firing catches up")
@@ -94,6 +93,23 @@ class Scheduler:
             self._on_tick(due)
         return due
 
+    def _deliver(self, ctx: Context) -> None:
+        """Deliver due notifications (one deliverer at a time in this process)."""
+        from forecast.pipeline.deliver import deliver_due, senders_from_settings
+
+        with self._deliver_lock:
+            if self._senders is None:
+                self._senders = dict(senders_from_settings(ctx.settings))
+            if self._senders:
+                deliver_due(ctx, self._senders)
+
+    def deliver(self) -> None:
+        """The delivery job: never raises (logged; the next run retries)."""
+        try:
+            self._deliver(self.ctx)
+        except Exception:
+            log.exception("delivery failed; the next run retries")
+
     def start(self, *, run_now: bool = True) -> None:
         """Start ticking in a background thread; ``run_now``: catch up at once."""
         opts: dict[str, Any] = {}
@@ -102,6 +118,10 @@ class Scheduler:
         self._aps.add_job(self.tick, trigger_for(self.ctx), id="tick", name="operational tick",
                           misfire_grace_time=self.ctx.settings.misfire_grace_s, coalesce=True,
                           max_instances=1, replace_existing=True, **opts)
+        self._aps.add_job(self.deliver, IntervalTrigger(
+            seconds=self.ctx.settings.delivery_interval_s, timezone=UTC), id="deliver",
+            name="notification delivery", coalesce=True, max_instances=1,
+            replace_existing=True)
         self._aps.start()
         job = self._aps.get_job("tick")
         log.info("scheduler started (%s); next tick at %s", job.trigger if job else "?",

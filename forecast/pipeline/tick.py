@@ -12,7 +12,10 @@ Under the issue-time lock of T it
    the same window;
 2. **forecasts** every river (``cycle.forecast_stage``: the best model variant whose inputs
    are there, persistence as the last step; stale inputs become low-confidence reasons);
-3. **notifies**: hands the run to the notification stage (a no-op until notifications exist);
+3. **notifies**: the notification stage (``pipeline.notify.notify_stage`` unless another
+   ``notify`` is given): alert engine → notifications and outbox rows, committed per river;
+   then, when a ``deliver`` function is given (the scheduler's, ``forecast run-once``'s), it
+   delivers what is due (``pipeline.deliver``; a delivery failure never fails the tick);
 4. records the run (``cycle_runs`` with ``kind = tick`` and each stage's seconds), each river's
    outcome and each source's outcome.
 
@@ -67,11 +70,18 @@ overlaps the previous one; conditional requests make the overlap cheap)."""
 REPLAY_WINDOW = timedelta(hours=3)
 """A replay feed re-offers the last 3 hours (late readings; idempotent upserts)."""
 
-Notify = Callable[[Context, CycleReport, Inputs], None]
+Notify = Callable[[Context, CycleReport, Inputs], object]
+Deliver = Callable[[Context], object]
 
 
 def no_notifications(ctx: Context, report: CycleReport, inputs: Inputs) -> None:
-    """The notification stage until threshold notifications exist: nothing to do."""
+    """A notification stage that does nothing (hindcasts of forecasts alone, tests)."""
+
+
+def _notify_stage(ctx: Context, report: CycleReport, inputs: Inputs) -> object:
+    from forecast.pipeline.notify import notify_stage
+
+    return notify_stage(ctx, report, inputs)
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,7 @@ class TickReport:
     sources: list[SourceOutcome] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
     skipped: str | None = None
+    notified: object = None      # what the notify stage returned (``notify.NotifyReport``)
 
     @property
     def status(self) -> str:
@@ -191,8 +202,8 @@ def collection_clock(ctx: Context, issued: pd.Timestamp) -> datetime:
 
 def run_tick(ctx: Context, issued_at: datetime, *, feeds: Feeds | None = None,
              trigger: str = "run-once", force: bool = False,
-             models: ModelProvider | None = None, notify: Notify = no_notifications,
-             rain_product: str | None = None) -> TickReport:
+             models: ModelProvider | None = None, notify: Notify | None = None,
+             deliver: Deliver | None = None, rain_product: str | None = None) -> TickReport:
     """Run the tick of issue time ``issued_at`` (whole or half UTC hour); see the module
     docstring. ``feeds`` default: ``feeds_from_settings``. Raises ``CycleError`` when the
     time is not an issue time or another process holds its lock."""
@@ -229,8 +240,15 @@ def run_tick(ctx: Context, issued_at: datetime, *, feeds: Feeds | None = None,
             tick.stages["forecast"] = round(time.monotonic() - t0, 3)
             message = "aborted in the notify stage"
             t0 = time.monotonic()
-            notify(ctx, report, inputs)
+            tick.notified = (notify or _notify_stage)(ctx, report, inputs)
             tick.stages["notify"] = round(time.monotonic() - t0, 3)
+            if deliver is not None:
+                t0 = time.monotonic()
+                try:
+                    deliver(ctx)
+                except Exception:   # delivery retries on its own; the tick's work is stored
+                    log.exception("tick %s: delivery failed", issued)
+                tick.stages["deliver"] = round(time.monotonic() - t0, 3)
             status = tick.status
             bad = [s.source for s in tick.sources if s.status != "ok"]
             # in the run itself: a river's own outcome row may not have been recordable
@@ -269,7 +287,8 @@ class DueReport:
 
 
 def run_due(ctx: Context, *, feeds: Feeds | None = None, trigger: str = "schedule",
-            limit: int | None = None, notify: Notify = no_notifications) -> DueReport:
+            limit: int | None = None, notify: Notify | None = None,
+            deliver: Deliver | None = None) -> DueReport:
     """Run every due issue time (``due_issue_times``), oldest first; the newest is the
     scheduled tick, older ones are catch-up (trigger ``catchup``). ``missed``: issue times
     older than the catch-up limit that have no tick (reported, not run)."""
@@ -289,7 +308,7 @@ def run_due(ctx: Context, *, feeds: Feeds | None = None, trigger: str = "schedul
                       if t not in window and t > min(done)]
     for t in due:
         try:
-            out.ticks.append(run_tick(ctx, t, feeds=feeds, notify=notify,
+            out.ticks.append(run_tick(ctx, t, feeds=feeds, notify=notify, deliver=deliver,
                                       trigger=trigger if t == newest else "catchup"))
         except CycleError as exc:
             if "being run by another process" not in str(exc):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -47,3 +48,56 @@ def forecast_archive(ctx: Context, river_id: str, issued_at: datetime) -> pd.Dat
     """Every stored revision of one river's forecast for one issue time."""
     with transaction(ctx.engine, "reading the forecast archive") as conn:
         return forecasts.forecast_archive(conn, river_id, issued_at)
+
+
+def notifications(ctx: Context, *, active: bool | None = None, river_id: str | None = None,
+                  limit: int = 200) -> list[dict[str, Any]]:
+    """Forecast notifications, newest first, each with its level's names and its latest
+    message (``storage.alerts``; ``active`` True: active or acknowledged only)."""
+    from forecast.catalogue import AlertLevel
+    from forecast.storage import alerts
+
+    with transaction(ctx.engine, "reading notifications") as conn:
+        rows = alerts.read_notifications(conn, active=active, river_id=river_id, limit=limit)
+        out = []
+        for r in rows:
+            level = AlertLevel(r["level"]) if r["level"] else None
+            msgs = alerts.event_messages(conn, r["event_key"])
+            out.append({**r, "level_key": level.key if level else "data",
+                        "level_name_ja": level.name_ja if level else "データ異常",
+                        "messages": len(msgs),
+                        "last_message": msgs[-1]["payload"] if msgs else None})
+        return out
+
+
+def current_cap(ctx: Context, *, keep: timedelta = timedelta(hours=24)) -> list[dict[str, Any]]:
+    """The newest CAP message of each open event and of events closed within ``keep``."""
+    from forecast.storage import alerts
+
+    with transaction(ctx.engine, "reading CAP messages") as conn:
+        return alerts.current_cap(conn, closed_since=ctx.clock.now() - keep)
+
+
+def cap_message(ctx: Context, identifier: str) -> str | None:
+    """One CAP message's XML by identifier, None when unknown."""
+    from forecast.storage import alerts
+
+    with transaction(ctx.engine, "reading a CAP message") as conn:
+        return alerts.get_cap(conn, identifier)
+
+
+def all_cap(ctx: Context) -> list[tuple[str, str]]:
+    """Every CAP message (identifier, XML), oldest first."""
+    from forecast.storage import alerts
+
+    with transaction(ctx.engine, "reading CAP messages") as conn:
+        return alerts.all_cap(conn)
+
+
+def outbox_messages(ctx: Context, *, status: str | None = None, limit: int = 200
+                    ) -> list[dict[str, Any]]:
+    """Outbox rows, newest first (``status``: pending | sent | dead)."""
+    from forecast.storage import outbox
+
+    with transaction(ctx.engine, "reading the outbox") as conn:
+        return outbox.read_outbox(conn, status=status, limit=limit)

@@ -246,7 +246,8 @@ notifications = Table(
     Column("gauge", String(64), nullable=False),
     Column("topic", String(16), nullable=False),
     Column("level", SmallInteger, nullable=False),
-    Column("state", String(16), nullable=False),          # active | acknowledged | lowered | cleared
+    # active | acknowledged | superseded | lowered | cleared (storage.alerts)
+    Column("state", String(16), nullable=False),
     Column("basis", String(16), nullable=True),           # observed | forecast | probability
     _ts("raised_at", nullable=False),
     _ts("updated_at", nullable=False),

@@ -305,6 +305,11 @@ def _print_tick(t: Any) -> None:
               + (f"; {s.message}" if s.message else ""))
     for o in t.cycle.outcomes:
         print(f"  {o.river_id:<14} {o.status:<9} {o.model_version or '':<26} {o.message or ''}")
+    sent = getattr(t.notified, "messages", None)
+    if sent:
+        print("  notifications: " + ", ".join(f"{k} {n}" for k, n in sorted(sent.items())))
+    for river_id, why in (getattr(t.notified, "failed", None) or {}).items():
+        print(f"  notifications of {river_id} failed: {why}")
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in t.stages.items())
     print(f"tick {t.cycle.cycle_id} at {t.issued_at:%Y-%m-%d %H:%M}Z (revision "
           f"{t.cycle.revision}): {t.status} ({stages})")
@@ -312,11 +317,18 @@ def _print_tick(t: Any) -> None:
 
 def cmd_run_once(args: argparse.Namespace) -> int:
     """One operational tick: collect every source, forecast every river, notify, record."""
+    from forecast.pipeline.deliver import deliver_due, senders_from_settings
     from forecast.pipeline.tick import run_due, run_tick
 
     ctx = _ctx()
+    senders = senders_from_settings(ctx.settings)
+
+    def deliver(c: Context) -> None:
+        if senders:
+            deliver_due(c, senders)
+
     if args.at is None:
-        due = run_due(ctx, trigger="run-once")
+        due = run_due(ctx, trigger="run-once", deliver=deliver)
         for t in due.ticks:
             _print_tick(t)
         for locked in due.locked:
@@ -324,7 +336,7 @@ def cmd_run_once(args: argparse.Namespace) -> int:
         if not due.ticks and not due.locked:
             print("nothing due: every recent issue time has a finished tick")
         return 0 if all(t.status in ("ok", "skipped") for t in due.ticks) else 1
-    tick = run_tick(ctx, args.at, trigger="run-once", force=args.force)
+    tick = run_tick(ctx, args.at, trigger="run-once", force=args.force, deliver=deliver)
     _print_tick(tick)
     return 0 if tick.status in ("ok", "skipped") else 1
 
@@ -529,6 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-scheduler", action="store_true",
                    help="API and page only (run `forecast scheduler` elsewhere)")
     s.set_defaults(func=cmd_serve)
+
+    from forecast.cli.notifications import add_parser as add_notifications
+
+    add_notifications(sub, _Parser)
 
     s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")
     s.add_argument("--years", type=positive, default=1.0,
