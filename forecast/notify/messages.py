@@ -91,8 +91,16 @@ def _skeleton(*, kind: str, topic: str, audience: str, message_id: int, sequence
             "issued_at": iso_utc(at), "issued_at_jst": jst_label(at), "observed": None,
             "crossing": None, "crest": None, "probability": None, "low_confidence": [],
             "problems": [], "forecast": None, "acknowledged": None, "note": None,
-            "details": {}, "title_ja": "", "text_ja": "", "text_en": "", "url": None,
+            "details": {}, "title_ja": "", "summary_ja": "", "summary_en": "", "text_ja": "",
+            "text_en": "", "url": None,
             "simulated": simulated, "cap": None}
+
+
+def _summarised(p: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``summary_*`` with the first line of ``text_*``."""
+    p["summary_ja"] = p["text_ja"].split("\n", 1)[0]
+    p["summary_en"] = p["text_en"].split("\n", 1)[0]
+    return p
 
 
 def build_payload(notice: Notice, river: River, *, message_id: int, sequence: int,
@@ -155,7 +163,7 @@ def build_payload(notice: Notice, river: River, *, message_id: int, sequence: in
         "new_notification": notice.new_notification,
         "url": f"{base_url.rstrip('/')}/rivers/{river.id}" if base_url else None,
     })
-    p["title_ja"], p["text_ja"], p["text_en"] = wording.texts(p)
+    p.update(wording.texts(p))
     msg_type = "Alert" if sequence == 1 and notice.kind != "clear" else (
         "Cancel" if notice.kind == "clear" else "Update")
     p["cap"] = {"identifier": f"{sender}.{message_id}", "sender": sender,
@@ -182,7 +190,7 @@ def test_payload(channel: str, at: datetime, sender: str, simulated: bool, *,
                 "sender": sender, "sent": cap_time(at), "msg_type": "Alert",
                 "references": []},
     })
-    return p
+    return _summarised(p)
 
 
 def redact(text: str) -> str:
@@ -222,7 +230,7 @@ def dead_letter_payload(original: dict[str, Any], error: str, attempts: int, at:
                 "sender": sender, "sent": cap_time(at), "msg_type": "Alert",
                 "references": []},
     })
-    return p
+    return _summarised(p)
 
 
 # Not a test: pytest would collect a module-level ``test_*`` function imported into a test file.

@@ -94,8 +94,9 @@ def _level_en(level: dict[str, Any]) -> str:
     return f"the {level['name_en']} level" + (f" ({metres(thr)})" if thr is not None else "")
 
 
-def texts(p: dict[str, Any]) -> tuple[str, str, str]:
-    """``(title_ja, text_ja, text_en)`` of a river payload (topic ``level`` or ``data``)."""
+def texts(p: dict[str, Any]) -> dict[str, str]:
+    """``title_ja``, ``summary_ja`` / ``summary_en`` (the first sentence) and ``text_ja`` /
+    ``text_en`` (every line) of a river payload (topic ``level`` or ``data``)."""
     river, gauge = p["river"], p["gauge"]
     where_ja = f"{river['name_ja']}（{gauge['name_ja']}観測所）"
     where_en = f"{river['name_en']} at {gauge.get('name_en') or gauge['name_ja']}"
@@ -107,7 +108,8 @@ def texts(p: dict[str, Any]) -> tuple[str, str, str]:
         title = f"［{SIMULATED_JA}］{title}"
         lines_ja.insert(0, f"※{SIMULATED_JA}のデータによる通知です。実際の水位ではありません。")
         lines_en.insert(0, "SIMULATED (training exercise): not real water levels.")
-    return title, "\n".join(lines_ja), "\n".join(lines_en)
+    return {"title_ja": title, "summary_ja": lead_ja_, "summary_en": lead_en_,
+            "text_ja": "\n".join(lines_ja), "text_en": "\n".join(lines_en)}
 
 
 def _lead(p: dict[str, Any], where_ja: str, where_en: str, short: str) -> tuple[str, str, str]:
