@@ -23,6 +23,7 @@ possible, what to do about it.
     │   ├── ManifestError            a model directory whose manifest is damaged or mismatching
     │   └── RegistryError            unknown version, nothing to promote or roll back
     ├── CycleError                   a forecast cycle that could not run at all
+    ├── DeliveryError                a notification not delivered (Slack, webhook, CAP); .retryable
     └── SimulationError              a simulated-data request that cannot be run (bad window)
 """
 
@@ -163,6 +164,24 @@ class RegistryError(ModelError):
 
 class CycleError(ForecastError):
     """A forecast cycle could not run at all (per-river failures are recorded, not raised)."""
+
+
+class DeliveryError(ForecastError):
+    """A notification that a channel (Slack, webhook, CAP endpoint) did not accept.
+
+    ``retryable`` tells the outbox whether trying again later can help: timeouts, refused
+    connections, HTTP 408/429/5xx and Slack ``ratelimited`` are retryable; a bad token, an
+    unknown channel or another 4xx answer is not (someone must fix the settings). ``channel``
+    names the channel (``slack``, ``webhook``, ``cap``), ``status`` the HTTP status when there
+    was one. The message never contains a token, secret or webhook URL (those are secrets).
+    """
+
+    def __init__(self, message: str, *, retryable: bool, channel: str = "",
+                 status: int | None = None) -> None:
+        self.retryable = retryable
+        self.channel = channel
+        self.status = status
+        super().__init__(f"[{channel}] {message}" if channel else message)
 
 
 class SimulationError(ForecastError):
