@@ -82,14 +82,19 @@ def _observed(obs: pd.DataFrame, gauge: str, at: pd.Timestamp
     rows = np.flatnonzero(ok)
     if not len(rows):
         return None, None
-    best = rows[int(np.argmax(obs["value"].to_numpy()[rows]))]
-    return float(obs["value"].iat[best]), pd.Timestamp(obs["time"].iat[best]).to_pydatetime()
+    values = obs["value"].to_numpy(dtype=float)
+    best = rows[int(np.argmax(values[rows]))]
+    when = pd.DatetimeIndex(obs["time"]).to_pydatetime()[best]
+    return float(values[best]), when
 
 
 def _leads(fc: pd.DataFrame) -> tuple[LeadForecast, ...]:
-    return tuple(LeadForecast(int(r.horizon_h), pd.Timestamp(r.valid_at).to_pydatetime(),
-                              float(r.q10), float(r.q50), float(r.q90))
-                 for r in fc.sort_values("horizon_h").itertuples(index=False))
+    fc = fc.sort_values("horizon_h")
+    valid = pd.DatetimeIndex(fc["valid_at"]).to_pydatetime()
+    cols = [fc[c].to_numpy(dtype=float) for c in ("q10", "q50", "q90")]
+    return tuple(LeadForecast(int(h), valid[i], float(cols[0][i]), float(cols[1][i]),
+                              float(cols[2][i]))
+                 for i, h in enumerate(fc["horizon_h"].to_numpy()))
 
 
 def data_problems(river: River, report: CycleReport, inputs: Inputs) -> list[str]:
@@ -104,7 +109,7 @@ def data_problems(river: River, report: CycleReport, inputs: Inputs) -> list[str
         if row.status == "never":
             out.append(f"主水位計 {g.name_ja}（{g.code}）: 有効な観測がありません")
         else:
-            last = pd.Timestamp(row.latest).tz_convert(_JST)
+            last = pd.Timestamp(str(row.latest)).tz_convert(_JST)
             out.append(f"主水位計 {g.name_ja}（{g.code}）: {last:%m/%d %H:%M} JST 以降の"
                        "有効な観測がありません")
     for reason in report.low_confidence.get(river.id, []):
