@@ -59,18 +59,20 @@ def clock_en(at: str, issued: str) -> str:
 
 
 def lead_ja(lead_h: float) -> str:
-    """``約40分後`` under an hour (10-min steps), else ``約2時間後`` / ``約1.5時間後``
+    """``約40分後`` under 55 minutes (10-min steps), else ``約2時間後`` / ``約1.5時間後``
     (half hours)."""
-    if lead_h < 1.0:
-        return f"約{max(10, round(lead_h * 6) * 10)}分後"
-    return f"約{round(lead_h * 2) / 2:g}時間後"
+    minutes = max(10, round(lead_h * 6) * 10)
+    if minutes < 60:
+        return f"約{minutes}分後"
+    return f"約{max(1.0, round(lead_h * 2) / 2):g}時間後"
 
 
 def lead_en(lead_h: float) -> str:
     """``in about 40 min`` / ``in about 1.5 h``."""
-    if lead_h < 1.0:
-        return f"in about {max(10, round(lead_h * 6) * 10)} min"
-    return f"in about {round(lead_h * 2) / 2:g} h"
+    minutes = max(10, round(lead_h * 6) * 10)
+    if minutes < 60:
+        return f"in about {minutes} min"
+    return f"in about {max(1.0, round(lead_h * 2) / 2):g} h"
 
 
 def metres(value: float | None) -> str:
