@@ -130,7 +130,7 @@ def test_a_rise_and_fall_raises_escalates_lowers_clears_and_delivers_once(
 def test_acknowledge_is_audited_threaded_and_stops_reminders(
         engine: Engine, receiver: Receiver) -> None:
     cat = synthetic_catalogue(2, seed=4, crisis_share=0.0)
-    obs, ladder = _path(cat)
+    obs, _ = _path(cat)
     river = cat.rivers[0]
     clock = FixedClock(T0)
     ctx = _ctx(engine, cat, clock, receiver)

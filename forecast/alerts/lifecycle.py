@@ -53,7 +53,7 @@ class StreamState:
     problems: tuple[str, ...] = ()            # data stream: what is wrong
 
     @property
-    def open(self) -> bool:
+    def in_event(self) -> bool:
         return self.event_key is not None
 
     def to_json(self) -> dict[str, Any]:
@@ -140,16 +140,16 @@ def step(stream: Stream, state: StreamState, assessments: list[Assessment],
     cur = state.level
     if target is not None and (cur is None or target > cur):
         new = target not in state.notified
-        opened = state if state.open else StreamState(event_key=event_key(stream.key, at))
+        opened = state if state.in_event else StreamState(event_key=event_key(stream.key, at))
         after = replace(opened, level=target, basis=by_level[target].basis, since=at,
                         notified=opened.notified | {target}, release_since=None,
                         quiet_since=None,
                         last_sent_at=at, acknowledged_by=None, acknowledged_at=None,
                         peak=max(target, opened.peak or target))
-        kind: Kind = "escalate" if state.open else "raise"
+        kind: Kind = "escalate" if state.in_event else "raise"
         return after, [_notice(stream, kind, after, inp, by_level[target], level=target,
                                from_level=cur, new=new)]
-    if not state.open:
+    if not state.in_event:
         return state, []
     held = max((a.level for a in assessments
                 if a.held and (cur is None or a.level <= cur)), default=None)
@@ -194,7 +194,7 @@ def acknowledge(stream: Stream, state: StreamState, *, user: str, at: datetime,
                 note: str | None = None) -> tuple[StreamState, Notice]:
     """A named user acknowledges the current level; ``ValueError`` when there is nothing to
     acknowledge (no open event) or it is already acknowledged."""
-    if not state.open or (state.level is None and not state.problems):
+    if not state.in_event or (state.level is None and not state.problems):
         raise ValueError("nothing to acknowledge: the stream has no active notification")
     if state.acknowledged_by is not None:
         raise ValueError(f"already acknowledged by {state.acknowledged_by} at "
@@ -217,7 +217,7 @@ def step_data(stream: Stream, state: StreamState, problems: list[str], at: datet
 
     probs = tuple(problems)
     if probs:
-        if not state.open:
+        if not state.in_event:
             after = StreamState(event_key=event_key(stream.key, at), since=at,
                                 last_sent_at=at, problems=probs)
             return after, [notice("raise", after, probs)]
@@ -227,7 +227,7 @@ def step_data(stream: Stream, state: StreamState, problems: list[str], at: datet
             after = replace(after, last_sent_at=at)
             return after, [notice("escalate", after, probs)]
         return after, []
-    if not state.open:
+    if not state.in_event:
         return state, []
     since = state.release_since or at
     if at - since >= hold:

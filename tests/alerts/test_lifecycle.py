@@ -68,7 +68,7 @@ def test_dead_band_and_minimum_duration_hold_the_level() -> None:
         ("remind", L.CAUTION, T0 + timedelta(hours=2)),
         ("remind", L.CAUTION, T0 + timedelta(hours=3)),
         ("lower", L.STANDBY, T0 + timedelta(hours=4))]
-    assert state.level is L.STANDBY and state.open
+    assert state.level is L.STANDBY and state.in_event
 
 
 def test_all_clear_after_everything_stays_below_for_the_set_time() -> None:

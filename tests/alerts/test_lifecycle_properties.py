@@ -51,10 +51,10 @@ def test_random_paths_keep_the_lifecycle_invariants(path, rules) -> None:
         assert len(notices) <= 1
         for n in notices:
             if n.kind == "raise":
-                assert not before.open and n.event_key not in raises
+                assert not before.in_event and n.event_key not in raises
                 raises[n.event_key] = 1
             else:
-                assert before.open and n.event_key == before.event_key
+                assert before.in_event and n.event_key == before.event_key
             if n.kind in ("raise", "escalate"):
                 assert n.level is not None
                 assert before.level is None or n.level > before.level
@@ -71,5 +71,5 @@ def test_random_paths_keep_the_lifecycle_invariants(path, rules) -> None:
                 assert key not in new, "two notifications for one level and event"
                 new.add(key)
         if state.level is not None:
-            assert (state.open and state.level in state.notified) or state.level <= max(
+            assert (state.in_event and state.level in state.notified) or state.level <= max(
                 state.notified)
