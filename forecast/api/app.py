@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -168,6 +168,30 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
         return {"data": data_label, "river": river_id,
                 "issued_at": issued_at.astimezone(UTC).isoformat(), "revisions": revisions}
 
+    @app.get("/api/notifications")
+    def notifications(active: bool = False, river_id: str | None = None,
+                      limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
+        if river_id is not None:
+            river_or_404(river_id)
+        rows = views.notifications(ctx, active=True if active else None, river_id=river_id,
+                                   limit=limit)
+        return {"data": data_label, "notifications": [
+            {k: _jsonable(v) for k, v in r.items() if k != "last_message"} for r in rows]}
+
+    @app.get("/cap/feed.atom")
+    def cap_feed(request: Request) -> Response:
+        from forecast.pipeline.notify import cap_feed as feed
+
+        base = ctx.settings.public_url or str(request.base_url)
+        return Response(feed(ctx, base), media_type="application/atom+xml")
+
+    @app.get("/cap/{identifier}.xml")
+    def cap_message(identifier: str) -> Response:
+        xml = views.cap_message(ctx, identifier)
+        if xml is None:
+            raise HTTPException(404, f"no CAP message {identifier!r}")
+        return Response(xml, media_type="application/cap+xml")
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         latest = views.latest_forecasts(ctx)
@@ -198,6 +222,24 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
                  + (" …" if len(ready.stale) > 5 else "")) if ready.stale else "no stale inputs"
         strip = (f"<p>{tick_line} — {state} — {stale} — now {jst(ctx.clock.now())}"
                  "</p>")
+        active = views.notifications(ctx, active=True)
+
+        def notice_row(n: dict[str, Any]) -> str:
+            msg = n["last_message"] or {}
+            colour = (msg.get("level") or {}).get("colour", "#888888")
+            text = html.escape(str(msg.get("summary_ja") or msg.get("title_ja") or ""))
+            ack = (f"確認済 {html.escape(str(n['acknowledged_by']))}"
+                   if n["acknowledged_by"] else "未確認")
+            return (f"<tr><td style='border-left:8px solid {colour}'>{n['id']}</td>"
+                    f"<td>{html.escape(n['river_id'])}</td><td>{n['level_name_ja']}</td>"
+                    f"<td>{jst(n['raised_at'])}</td><td>{text}</td><td>{ack}</td></tr>")
+
+        panel = ("<h2>水位予測通知 (forecast notifications)</h2>"
+                 + ("<p>none active</p>" if not active else
+                    "<table border=1><tr><th>#</th><th>river</th><th>level</th>"
+                    "<th>raised</th><th>message</th><th>ack</th></tr>"
+                    + "".join(notice_row(n) for n in active) + "</table>")
+                 + "<p><a href='/cap/feed.atom'>CAP feed (Atom)</a></p>")
         rows = "".join(
             f"<tr><td>{r.name_ja}</td><td>{r.name_en}</td><td>{r.gauge.name_ja}</td>"
             f"<td>{' / '.join(f'{v:.2f}' for _, v in r.thresholds.ladder())}</td>"
@@ -212,7 +254,7 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
             "<meta http-equiv='refresh' content='60'>"
             "<title>三重県 水位予測</title>"
             f"<h1>三重県 水位予測 (water-level forecasts)</h1><p><b>Data: {data_label}</b></p>"
-            f"{strip}"
+            f"{strip}{panel}"
             "<p>水位予測通知 for flood-control staff; not a JMA warning (警報/注意報).</p>"
             "<table border=1><tr><th>河川</th><th>River</th><th>観測所</th>"
             "<th>基準水位 m (待機/注意/避難判断/危険)</th><th>latest forecast</th>"

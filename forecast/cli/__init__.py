@@ -370,6 +370,37 @@ def cmd_ready(args: argparse.Namespace) -> int:
     return 0 if r.ready else 1
 
 
+def _channels_configured(ctx: Context) -> bool:
+    from forecast.pipeline.notify import channels
+
+    return bool(channels(ctx))
+
+
+def _demo_receiver(ctx: Context) -> None:
+    """Start a loopback test receiver on the next port and point the demo's Slack (Web API)
+    and webhook channels at it (environment for the serving process's settings)."""
+    import os
+    import secrets
+
+    from forecast.pipeline.notify import start_demo_receiver
+
+    host, port = ctx.settings.http_host, ctx.settings.http_port + 1
+    secret, token = secrets.token_hex(16), "xoxb-demo-" + secrets.token_hex(8)
+
+    def echo(line: str) -> None:
+        print(f"  [test receiver] {line}", flush=True)
+
+    rec = start_demo_receiver(host, port, secret=secret, token=token, echo=echo)
+    os.environ.update({
+        "FORECAST_SLACK_TOKEN": token, "FORECAST_SLACK_CHANNEL": "C-DEMO-STAFF",
+        "FORECAST_SLACK_OPS_CHANNEL": "C-DEMO-OPS", "FORECAST_SLACK_API_URL": rec.slack_api_url,
+        "FORECAST_WEBHOOK_URL": rec.webhook_url, "FORECAST_WEBHOOK_SECRET": secret})
+    os.environ.setdefault("FORECAST_PUBLIC_URL", f"http://{host}:{ctx.settings.http_port}")
+    print(f"notifications go to a loopback test receiver on {rec.url} (Slack-compatible "
+          "Web API and a signed webhook; --no-receiver or FORECAST_SLACK_*/FORECAST_WEBHOOK_* "
+          "settings to change)", flush=True)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: SQLite, catalogue, simulated history ingested through the replay
     path, models trained (or loaded), one forecast cycle, then serve."""
@@ -408,6 +439,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.speed != 1:   # at speed 1 the simulated time is the wall clock
         os.environ["FORECAST_CLOCK_SPEED"] = repr(args.speed)
         os.environ["FORECAST_CLOCK_ORIGIN"] = origin.isoformat()
+    if not args.no_receiver and not _channels_configured(ctx):
+        _demo_receiver(ctx)
     print(f"live demo: replaying SIMULATED data ({report.replay}, until "
           f"{report.replay_until:%Y-%m-%d %H:%M}Z) from {resume:%Y-%m-%d %H:%M}Z at speed "
           f"{args.speed:g} (a tick every {30 / args.speed:g} wall minutes); typhoon from "
@@ -552,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--end", type=issue_time_arg, help="issue time of the demo cycle "
                    "(default: this hour); with the seed it makes the demo reproducible")
     s.add_argument("--no-serve", action="store_true", help="prepare data, do not serve")
+    s.add_argument("--no-receiver", action="store_true", help="no loopback test receiver for "
+                   "the notifications (they are still stored, listed and in the CAP feed)")
     s.add_argument("--speed", type=positive, default=1.0,
                    help="replay speed: 60 = one simulated hour per wall minute (default 1)")
     s.add_argument("--no-scheduler", action="store_true", help=argparse.SUPPRESS)

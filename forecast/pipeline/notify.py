@@ -320,3 +320,26 @@ def run_test_receiver(host: str, port: int, *, secret: str | None, token: str | 
     from forecast.notify.receiver import run_receiver
 
     run_receiver(host, port, secret, token, jsonl)
+
+
+def cap_feed(ctx: Context, base_url: str) -> bytes:
+    """The Atom feed of the current CAP messages (``views.current_cap``), linking each to
+    ``{base_url}/cap/{identifier}.xml``."""
+    from forecast.notify.cap import atom_feed, feed_entry
+    from forecast.pipeline.views import current_cap
+
+    base = base_url.rstrip("/")
+    entries = [feed_entry(m["payload"], f"{base}/cap/{m['cap_identifier']}.xml")
+               for m in current_cap(ctx)]
+    return atom_feed(entries, feed_id=f"{base}/cap/feed.atom", feed_url=f"{base}/cap/feed.atom",
+                     title="三重県 水位予測通知 (CAP 1.2)", updated=ctx.clock.now())
+
+
+def start_demo_receiver(host: str, port: int, *, secret: str, token: str,
+                        echo: Any = None) -> Any:
+    """A loopback test receiver for the live demo (``notify.receiver.Receiver``, started;
+    ``stop()`` ends it): the demo's Slack and webhook channels point at it, so its
+    notifications are delivered somewhere one can watch."""
+    from forecast.notify.receiver import Receiver
+
+    return Receiver(host, port, webhook_secret=secret, slack_token=token, echo=echo).start()
