@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("forecast.cli")
 
 IMPORT_SOURCES = ("canonical_csv", "mlit_dat", "mlit_json", "amedas_map", "amedas_point",
-                  "crisis_json", "replay_csv")   # = forecast.pipeline.importer.SOURCES
+                  "crisis_json", "replay_csv", "kotogawa_csv")   # = importer.SOURCES
 
 TIME_FORM = "an ISO 8601 time such as 2024-07-01T09:00+09:00 or 2024-07-01T00:00Z (no offset: UTC)"
 

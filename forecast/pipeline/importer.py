@@ -18,6 +18,7 @@ import pandas as pd
 from forecast.errors import ForecastError, ParseError
 from forecast.ingest.amedas import parse_amedas_map, parse_amedas_point
 from forecast.ingest.canonical_csv import parse_canonical_csv
+from forecast.ingest.kotogawa import parse_kotogawa_csv
 from forecast.ingest.mlit import parse_mlit_dat, parse_mlit_dat_many
 from forecast.ingest.mlit_json import parse_mlit_json
 from forecast.ingest.replay import parse_replay_csv
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 Parser = Callable[[bytes, str], pd.DataFrame]
 
 SOURCES = ("canonical_csv", "mlit_dat", "mlit_json", "amedas_map", "amedas_point",
-           "crisis_json", "replay_csv")
+           "crisis_json", "replay_csv", "kotogawa_csv")
 """Import source names (``forecast import --source``)."""
 
 BATCH_FILES = 400
@@ -67,6 +68,7 @@ def _parsers(ctx: Context, accept_unknown: bool) -> dict[str, Parser]:
         "amedas_point": parse_amedas_point,    # station from the path point/{code}/…
         "crisis_json": parse_crisis_readings,  # readings; rejected records are logged
         "replay_csv": parse_replay_csv,        # payloads archived by collect_replay
+        "kotogawa_csv": parse_kotogawa_csv,    # the real 厚東川 10-min CSV (zeros = missing)
     }
 
 

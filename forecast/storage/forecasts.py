@@ -94,3 +94,16 @@ def forecast_archive(conn: Connection, river_id: str, issued_at: datetime) -> pd
     fr = forecast_runs
     q = _select().where(fr.c.river_id == river_id, fr.c.issued_at == issued_at)
     return _frame(list(conn.execute(q.order_by(fr.c.revision, forecast_values.c.horizon_h))))
+
+
+def forecasts_issued(conn: Connection, *, issued_from: datetime, issued_to: datetime,
+                     river_id: str | None = None) -> pd.DataFrame:
+    """Every stored revision of every forecast issued in [issued_from, issued_to] (of one
+    river, or all): forecast columns plus ``LINEAGE_COLUMNS``, ordered by river, issue time,
+    revision and lead (hindcasts, verification)."""
+    fr = forecast_runs
+    q = _select().where(fr.c.issued_at >= issued_from, fr.c.issued_at <= issued_to)
+    if river_id is not None:
+        q = q.where(fr.c.river_id == river_id)
+    return _frame(list(conn.execute(q.order_by(fr.c.river_id, fr.c.issued_at, fr.c.revision,
+                                               forecast_values.c.horizon_h))))
