@@ -79,57 +79,112 @@ TYPHOON_END = datetime(2024, 9, 1, tzinfo=UTC)
 
 
 def plug_notify(wanted: bool) -> Notify:
-    """``forecast.pipeline.notify.notify_stage`` when asked for and importable, else the
-    tick's no-op (saying why)."""
+    """The notification stage (``forecast.pipeline.notify.notify_stage``), or the tick's no-op
+    when not ``wanted``."""
     if not wanted:
         return no_notifications
-    try:
-        from forecast.pipeline.notify import notify_stage
-    except ImportError as exc:
-        print(f"--notify: notifications are not built yet ({exc}); running without them: the "
-              "lead-time table of notifications stays to be filled (the P50 rule below is a "
-              "cross-check, not the alert engine)")
-        return no_notifications
-    print("--notify: forecast.pipeline.notify.notify_stage plugged into every tick")
+    from forecast.pipeline.notify import notify_stage
+
+    print("--notify: forecast.pipeline.notify.notify_stage in every tick; Slack (Web API), the "
+          "signed webhook and CAP delivered to a loopback test receiver after each tick")
     stage: Notify = notify_stage
     return stage
 
 
+RECEIVER_SECRET, RECEIVER_TOKEN = "hindcast-secret", "xoxb-hindcast"
+
+
+def receiver_settings(receiver: Any) -> dict[str, Any]:
+    """Settings pointing every channel at the loopback test ``receiver``."""
+    return {"webhook_url": receiver.webhook_url, "webhook_secret": RECEIVER_SECRET,
+            "slack_token": RECEIVER_TOKEN, "slack_channel": "C-STAFF",
+            "slack_ops_channel": "C-OPS", "slack_api_url": receiver.slack_api_url,
+            "cap_url": receiver.cap_url}
+
+
+def channel_counts(receiver: Any) -> dict[str, int]:
+    """Deliveries the receiver accepted, per channel (the webhook after deduplication)."""
+    ok = [r for r in receiver.received if 200 <= int(r.get("status", 0)) < 300]
+    return {"slack": sum(r["path"].endswith("chat.postMessage") for r in ok),
+            "webhook (unique)": len(receiver.unique),
+            "cap": sum(r["path"] == "/cap" for r in ok)}
+
+
 def read_notifications(ctx: Context, river_id: str) -> dict[str, Any]:
-    """What the notification stage stored for one river: first notification per level (time
-    and basis), messages per channel, levels notified more than once within one event
-    (flapping) and whether an all-clear came.
-
-    Written against ``alert_events`` / ``outbox`` as they stand before the stage exists
-    (``storage.alerts.read_events``: kind raise | escalate | lower | clear, ``to_level``,
-    ``basis``, ``occurred_at``); check it against the stage's storage when it lands."""
-    import sqlalchemy as sa
-
-    from forecast.storage.alerts import read_events
-    from forecast.storage.tables import outbox
+    """What the notification stage stored for one river's level streams: the first
+    notification per level (when it was made, its basis), levels raised twice within one
+    event (flapping), the all-clears, and the number of messages."""
+    from forecast.storage.alerts import read_messages
 
     with transaction(ctx.engine, "reading notifications") as conn:
-        events = sorted(read_events(conn, river_id, limit=100_000), key=lambda e: e["id"])
-        channels = dict(conn.execute(sa.select(outbox.c.channel, sa.func.count())
-                                     .group_by(outbox.c.channel)).all())
+        msgs = sorted(read_messages(conn, river_id=river_id, limit=100_000),
+                      key=lambda m: m["id"])
     first: dict[AlertLevel, datetime] = {}
     basis: dict[AlertLevel, str] = {}
     flapped: list[str] = []
-    in_event: set[AlertLevel] = set()
+    seen: set[tuple[str, int]] = set()
     clears = []
-    for e in events:
-        if e["kind"] in ("raise", "escalate") and e["to_level"]:
-            level = AlertLevel.from_key(e["to_level"])
-            if level in in_event:
-                flapped.append(f"{level.key} again at {jst(e['occurred_at'])}")
-            in_event.add(level)
-            if level not in first:
-                first[level], basis[level] = e["occurred_at"], e["basis"]
-        elif e["kind"] == "clear":
-            clears.append(e["occurred_at"])
-            in_event = set()
-    return {"first": first, "basis": basis, "channels": channels, "flapped": flapped,
-            "clears": clears, "events": len(events)}
+    for m in msgs:
+        if m["topic"] != "level":
+            continue
+        if m["kind"] in ("raise", "escalate") and m["level"]:
+            level = AlertLevel(m["level"])
+            if (m["event_key"], m["level"]) in seen:
+                flapped.append(f"{level.key} again at {jst(m['occurred_at'])}")
+            seen.add((m["event_key"], m["level"]))
+            # a notification of a higher level covers the lower ones it jumped over
+            for lower in AlertLevel:
+                if lower <= level and lower not in first:
+                    first[lower] = m["created_at"]
+                    basis[lower] = str(m["payload"].get("basis")) + (
+                        "" if lower == level else f" (as {level.short_ja})")
+        elif m["kind"] == "clear":
+            clears.append(m["created_at"])
+    return {"first": first, "basis": basis, "flapped": flapped, "clears": clears,
+            "messages": sum(m["topic"] == "level" for m in msgs)}
+
+
+def _deliverer(ctx: Context) -> Any:
+    from forecast.pipeline.deliver import deliver_due, senders_from_settings
+
+    senders = senders_from_settings(ctx.settings)
+    return lambda c: deliver_due(c, senders)
+
+
+def typhoon_notifications(ctx: Context, table: pd.DataFrame, receiver: Any) -> None:
+    """The alert engine's first notification per river and level against the observed
+    crossing (lead gained = crossing − notification), flapping and all-clears."""
+    leads: list[float] = []
+    late: list[str] = []
+    flapped: list[str] = []
+    missed: list[str] = []
+    cleared = 0
+    raised_rivers = 0
+    for river in ctx.catalogue.rivers:
+        got = read_notifications(ctx, river.id)
+        flapped += [f"{river.id}: {f}" for f in got["flapped"]]
+        cleared += bool(got["clears"])
+        raised_rivers += bool(got["first"])
+        for lv, _h in ladder(river):
+            mine = table[(table["river"] == river.id) & (table["level"] == lv.key)]
+            crossed = mine["crossed_at"].iloc[0] if len(mine) else None
+            first = got["first"].get(lv)
+            if crossed is None or pd.isna(crossed):
+                continue
+            if first is None:
+                missed.append(f"{river.id} {lv.key}")
+                continue
+            lead = (pd.Timestamp(crossed) - pd.Timestamp(first)).total_seconds() / 60
+            leads.append(lead)
+            if lead < 0:
+                late.append(f"{river.id} {lv.key} {lead:+.0f} min")
+    s = pd.Series(leads)
+    print(f"\nnotifications (the alert engine, all 38 rivers): {len(leads)} observed crossings "
+          f"notified, {len(missed)} not notified {missed or ''}; lead gained median "
+          f"{s.median():+.0f} min, min {s.min():+.0f}, max {s.max():+.0f}; notified after the "
+          f"crossing: {len(late)} {late[:8]}; flapping: {flapped or 'none'}; rivers with a "
+          f"notification {raised_rivers}, with an all-clear {cleared}; received per channel "
+          f"{channel_counts(receiver) if receiver else 'no receiver'}")
 
 
 def _context(d: Path, catalogue_path: Path, at: datetime, **settings: Any) -> Context:
@@ -168,7 +223,8 @@ def _onset_before(p50: pd.DataFrame, m: float, crossed: datetime | None,
 
 def real_flood(args: argparse.Namespace, d: Path) -> None:
     t_all = time.perf_counter()
-    ctx = _context(d, ROOT / "config" / "reference_rivers.yaml", CUTOFF)
+    ctx = _context(d, ROOT / "config" / "reference_rivers.yaml", CUTOFF,
+                   **(receiver_settings(args.receiver) if args.receiver else {}))
     from forecast.pipeline.demo import init_db
 
     init_db(ctx)
@@ -211,6 +267,7 @@ def real_flood(args: argparse.Namespace, d: Path) -> None:
 
     t0 = time.perf_counter()
     reports = run_hindcast(ctx, replay, CUTOFF, REPLAY_END, notify=notify,
+                           deliver=_deliverer(ctx) if args.receiver else None,
                            catch_up_from=CUTOFF, progress=wall)
     t_hind = time.perf_counter() - t0
     with transaction(ctx.engine) as conn:
@@ -264,7 +321,8 @@ def real_flood(args: argparse.Namespace, d: Path) -> None:
         print("\nnotifications (the stage's own):")
         print(markdown_table(lead_time_table(crossed, got["first"], basis=got["basis"],
                                              thresholds=thresholds)))
-        print(f"messages per channel {got['channels']}; flapping {got['flapped'] or 'none'}; "
+        print(f"level messages {got['messages']}; received per channel "
+              f"{channel_counts(args.receiver)}; flapping {got['flapped'] or 'none'}; "
               f"all-clear {[jst(c) for c in got['clears']] or 'none'}")
     _timings(reports, walls)
     print(f"hindcast {t_hind:.1f} s; whole benchmark {time.perf_counter() - t_all:.1f} s")
@@ -274,7 +332,8 @@ def typhoon(args: argparse.Namespace, d: Path) -> None:
     from forecast.pipeline.demo import DEMO_DELAY, load_replay, prepare
 
     t_all = time.perf_counter()
-    ctx = _context(d, ROOT / "config" / "rivers.yaml", TYPHOON_END + DEMO_DELAY)
+    ctx = _context(d, ROOT / "config" / "rivers.yaml", TYPHOON_END + DEMO_DELAY,
+                   **(receiver_settings(args.receiver) if args.receiver else {}))
     t0 = time.perf_counter()
     demo = prepare(ctx, end=TYPHOON_END, years=args.days / 365.25, say=print)
     print(f"demo prepared in {time.perf_counter() - t0:.1f} s: {len(demo.trained)} champions, "
@@ -298,6 +357,7 @@ def typhoon(args: argparse.Namespace, d: Path) -> None:
 
     t0 = time.perf_counter()
     reports = run_hindcast(ctx, replay, start, end, notify=notify,
+                           deliver=_deliverer(ctx) if args.receiver else None,
                            catch_up_from=demo.end + DEMO_DELAY, progress=wall)
     t_hind = time.perf_counter() - t0
     failed: dict[str, tuple[int, str]] = {}
@@ -319,10 +379,10 @@ def typhoon(args: argparse.Namespace, d: Path) -> None:
         for r in lead_time_table(crossed, rule, thresholds=dict(levels)):
             rows.append({"river": river.id, "level": r.level.key, "threshold_m": r.threshold_m,
                          "observed": jst(r.observed_at), "p50_rule": jst(r.notified_at),
-                         "lead_min": r.lead_min, "note": r.note})
+                         "lead_min": r.lead_min, "note": r.note, "crossed_at": r.observed_at})
     table = pd.DataFrame(rows)
     print("\nper river and level: observed crossing against the P50 rule (JST; SIMULATED)")
-    print(table.to_string(index=False))
+    print(table.drop(columns="crossed_at").to_string(index=False))
     reached = table[table["observed"] != "–"]
     print(f"\nlevel crossings observed: {len(reached)} on "
           f"{reached['river'].nunique()} of {len(ctx.catalogue.rivers)} rivers; "
@@ -332,10 +392,7 @@ def typhoon(args: argparse.Namespace, d: Path) -> None:
         print(f"P50-rule lead where both exist: median {leads.median():+.0f} min, "
               f"min {leads.min():+.0f}, max {leads.max():+.0f}")
     if notify is not no_notifications:
-        for river in ctx.catalogue.rivers:
-            got = read_notifications(ctx, river.id)
-            print(f"{river.id}: first {({k.key: jst(v) for k, v in got['first'].items()})}; "
-                  f"flapping {got['flapped'] or 'none'}; clears {len(got['clears'])}")
+        typhoon_notifications(ctx, table, args.receiver)
     _timings(reports, walls)
     print(f"hindcast {t_hind:.1f} s; whole benchmark {time.perf_counter() - t_all:.1f} s")
 
@@ -349,6 +406,12 @@ def main() -> None:
                    help="plug forecast.pipeline.notify.notify_stage into the ticks")
     p.add_argument("--keep", type=Path, help="build in this directory and keep it")
     args = p.parse_args()
+    args.receiver = None
+    if args.notify:
+        from forecast.notify.receiver import Receiver
+
+        args.receiver = Receiver(webhook_secret=RECEIVER_SECRET,
+                                 slack_token=RECEIVER_TOKEN).start()
     # river failures are summarised from the tick reports instead of logged per tick
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -6,9 +6,12 @@ A level L (threshold ``h`` m) is
   forecast reaches ``h`` at some lead 1–6 h (``forecast``), or the probability of exceeding
   ``h`` within the level's ``probability_within_h`` hours is at least its ``probability``
   setting (``probability``); the first that applies, in that order, is the basis;
-* **held** (not yet releasable) when the observed level is above ``h − dead band`` or the
-  level is triggered by the forecast or the probability: a level is lowered only when all of
-  them are below it (``forecast.alerts.lifecycle`` adds the minimum duration).
+* **held** (not yet releasable) while it is triggered, or the observed level or the P50 at
+  some lead is above ``h − dead band``, or the probability is at least half its setting
+  (``PROBABILITY_HOLD``): a level is lowered only when all of them are below it
+  (``forecast.alerts.lifecycle`` adds the minimum duration). The same dead band for the
+  forecast as for the observation, and a probability band, keep a level whose forecast hovers
+  near its threshold from being lowered and raised again within one event.
 
 The probability of exceeding ``h`` at one lead comes from the P10/P50/P90 band as a split
 normal through the three quantiles (exact at each; below P50 the spread of P10, above it the
@@ -26,6 +29,9 @@ from forecast.alerts.notice import Basis, LeadForecast, StreamInput
 from forecast.catalogue import AlertLevel, AlertRules, Gauge, River
 
 _Z90 = 1.2815515655446004   # the standard normal's 90 % quantile
+PROBABILITY_HOLD = 0.5
+"""A level raised on probability is held while the probability is at least this share of its
+setting (0.3 → held down to 0.15)."""
 
 
 def river_ladder(river: River) -> list[tuple[AlertLevel, float]]:
@@ -109,7 +115,10 @@ def assess(ladder: list[tuple[AlertLevel, float]], rules: AlertRules, inp: Strea
         basis: Basis | None = ("observed" if observed else "forecast" if crossing is not None
                                else "probability" if by_prob else None)
         held = (basis is not None
-                or (inp.observed_m is not None and inp.observed_m > h - rule.dead_band_m))
+                or (inp.observed_m is not None and inp.observed_m > h - rule.dead_band_m)
+                or any(lf.q50 > h - rule.dead_band_m for lf in leads)
+                or (prob is not None and rule.probability is not None
+                    and prob >= rule.probability * PROBABILITY_HOLD))
         out.append(Assessment(
             level, h, triggered=basis is not None, held=held, basis=basis,
             crossing_at=None if crossing is None else crossing[0],

@@ -44,7 +44,14 @@ from forecast.pipeline.collect import collect_replay
 from forecast.pipeline.context import Context
 from forecast.pipeline.importer import ImportReport, import_files
 from forecast.pipeline.models import ModelProvider
-from forecast.pipeline.tick import Feeds, Notify, TickReport, no_notifications, run_tick
+from forecast.pipeline.tick import (
+    Deliver,
+    Feeds,
+    Notify,
+    TickReport,
+    no_notifications,
+    run_tick,
+)
 
 STEP: Final = timedelta(minutes=30)
 """The scheduler's step between issue times."""
@@ -102,7 +109,8 @@ def issue_times(start: datetime, end: datetime, step: timedelta = STEP) -> list[
 
 
 def run_hindcast(ctx: Context, replay: Replay, start: datetime, end: datetime, *,
-                 notify: Notify = no_notifications, step: timedelta = STEP,
+                 notify: Notify = no_notifications, deliver: Deliver | None = None,
+                 step: timedelta = STEP,
                  catch_up_from: datetime | None = None, models: ModelProvider | None = None,
                  force: bool = False, rain_product: str | None = None,
                  progress: Callable[[TickReport], object] | None = None) -> list[TickReport]:
@@ -130,7 +138,7 @@ def run_hindcast(ctx: Context, replay: Replay, start: datetime, end: datetime, *
     for t in times:
         clock.set(t + delay)
         report = run_tick(ctx, t, feeds=feeds, trigger=TRIGGER, force=force, models=models,
-                          notify=notify, rain_product=rain_product)
+                          notify=notify, deliver=deliver, rain_product=rain_product)
         reports.append(report)
         if progress is not None:
             progress(report)
