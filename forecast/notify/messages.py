@@ -91,6 +91,7 @@ def _skeleton(*, kind: str, topic: str, audience: str, message_id: int, sequence
             "issued_at": iso_utc(at), "issued_at_jst": jst_label(at), "observed": None,
             "crossing": None, "crest": None, "probability": None, "low_confidence": [],
             "problems": [], "forecast": None, "acknowledged": None, "note": None,
+            "new_notification": False,
             "details": {}, "title_ja": "", "summary_ja": "", "summary_en": "", "text_ja": "",
             "text_en": "", "url": None,
             "simulated": simulated, "cap": None}

@@ -16,6 +16,7 @@ from notify.cases import EVENT, SENDER, T0, build_event, make_notice
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
 JST_LABEL = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d JST$")
 TOP_KEYS = {"schema", "message_id", "sequence", "kind", "topic", "audience", "event_key",
+            "new_notification", "summary_ja", "summary_en", "details",
             "stream", "river", "gauge", "level", "from_level", "basis", "issued_at",
             "issued_at_jst", "observed", "crossing", "crest", "probability", "low_confidence",
             "problems", "forecast", "acknowledged", "note", "title_ja", "text_ja", "text_en",
