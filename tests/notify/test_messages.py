@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -220,3 +222,14 @@ def test_sent_at_defaults_to_the_issue_time_and_can_be_given(inabe: River) -> No
     q = messages.build_payload(n, inabe, message_id=9, sequence=1, previous=[], base_url=None,
                                simulated=False, sender=SENDER, sent_at=made)
     assert q["cap"]["sent"] == "2023-07-01T03:21:07+09:00"
+
+
+def test_the_package_imports_no_http_library() -> None:
+    """The tick may render payloads and CAP without loading httpx or slack-sdk
+    (tests/test_imports.py keeps the operational path light)."""
+    code = ("import sys, forecast.notify.messages, forecast.notify.cap, forecast.notify.slack, "
+            "forecast.notify.webhook, forecast.notify.receiver\n"
+            "print(sorted(m for m in ('httpx', 'slack_sdk') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
