@@ -233,3 +233,14 @@ def test_the_package_imports_no_http_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_gauge_missing_from_the_catalogue_still_gives_a_message(inabe: River) -> None:
+    n = make_notice("raise", T0, gauge="MIE-L-999", level=AlertLevel.CAUTION, basis="observed",
+                    observed_m=3.1)
+    p = messages.build_payload(n, inabe, message_id=5, sequence=1, previous=[], base_url=None,
+                               simulated=False, sender=SENDER)
+    assert p["gauge"]["code"] == p["gauge"]["name_ja"] == "MIE-L-999"
+    assert (p["gauge"]["lat"], p["gauge"]["lon"]) == (inabe.gauge.lat, inabe.gauge.lon)
+    assert p["level"]["threshold_m"] is None    # the ladder belongs to the primary gauge
+    assert "員弁川（MIE-L-999観測所）の水位が氾濫注意水位に達しました" in p["text_ja"]
