@@ -91,6 +91,7 @@ def _skeleton(*, kind: str, topic: str, audience: str, message_id: int, sequence
             "issued_at": iso_utc(at), "issued_at_jst": jst_label(at), "observed": None,
             "crossing": None, "crest": None, "probability": None, "low_confidence": [],
             "problems": [], "forecast": None, "acknowledged": None, "note": None,
+            "new_notification": False,
             "details": {}, "title_ja": "", "summary_ja": "", "summary_en": "", "text_ja": "",
             "text_en": "", "url": None,
             "simulated": simulated, "cap": None}
@@ -127,9 +128,13 @@ def build_payload(notice: Notice, river: River, *, message_id: int, sequence: in
     p = _skeleton(kind=notice.kind, topic=notice.topic,
                   audience="staff" if notice.topic == "level" else "operators",
                   message_id=message_id, sequence=sequence, at=notice.at, simulated=simulated)
+    def threshold(level: AlertLevel) -> float | None:
+        # An unknown gauge has no known thresholds (the ladder is the primary gauge's).
+        return threshold_of(river, gauge, level) if gauge is not None else None
+
     thr = notice.threshold_m
     if notice.level is not None and thr is None:
-        thr = threshold_of(river, gauge, notice.level)
+        thr = threshold(notice.level)
     p.update({
         "event_key": notice.event_key, "stream": notice.stream,
         "river": {"id": river.id, "name_ja": river.name_ja, "name_en": river.name_en,
@@ -138,8 +143,7 @@ def build_payload(notice: Notice, river: River, *, message_id: int, sequence: in
                   "name_en": gauge.name_en if gauge else "", "lat": place.lat, "lon": place.lon,
                   "kind": place.kind},
         "level": level_info(notice.level, thr) if notice.level is not None else None,
-        "from_level": (level_info(notice.from_level, threshold_of(river, gauge,
-                                                                  notice.from_level))
+        "from_level": (level_info(notice.from_level, threshold(notice.from_level))
                        if notice.from_level is not None else None),
         "basis": notice.basis,
         "observed": (_time_info(notice.observed_at or notice.at, "observed_at",

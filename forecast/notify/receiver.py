@@ -16,9 +16,10 @@ Endpoints (POST):
 
 Anything else is 404 ``no_service``. ``GET /`` answers a status line (is it up?).
 
-Every request is recorded in ``received`` (path, headers with the Authorization value
-redacted, body as JSON or text, UTC time, answered status) and, with ``jsonl``, appended to
-that file as one JSON line. Fault modes, settable while running (``receiver.mode = ...``):
+Every request is recorded in ``received`` on arrival (path, headers with the Authorization
+value redacted, body as JSON or text, UTC time, fault mode; ``status`` is set once answered:
+None while held, 0 for a ``hang`` that never answered) and, with ``jsonl``, appended to that
+file as one JSON line once answered. Fault modes, settable while running (``receiver.mode = ...``):
 ``ok``; ``error500`` (HTTP 500); ``ratelimit`` (HTTP 429, Slack ``ratelimited``); ``slow``
 (wait ``delay_s``, then answer); ``hang`` (never answer: the client's timeout must fire);
 ``down`` (stop listening: the socket is closed, connections are refused; any other mode
@@ -199,12 +200,15 @@ class Receiver:
             self._listen()
 
     # -- requests ------------------------------------------------------------------------
-    def _record(self, entry: dict[str, Any]) -> None:
+    def _arrived(self, entry: dict[str, Any]) -> None:
+        # Recorded on arrival, before any hold, so a test sees a held (hang) request.
         with self._lock:
             self.received.append(entry)
-            if self.jsonl is not None:
-                with self.jsonl.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+    def _answered(self, entry: dict[str, Any]) -> None:
+        if self.jsonl is not None:
+            with self._lock, self.jsonl.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
         if self.echo is not None:
             self.echo(f"{entry['time']} {entry['path']} -> {entry['status']}")
 
@@ -222,10 +226,11 @@ class Receiver:
         entry: dict[str, Any] = {"path": h.path, "method": "POST", "headers": headers,
                                  "body": _parse_body(raw, ctype),
                                  "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                                 "mode": self._mode}
+                                 "mode": self._mode, "status": None}
+        self._arrived(entry)
         status, body, extra = self._respond(h, raw, entry)
         entry["status"] = status
-        self._record(entry)
+        self._answered(entry)
         if status:   # 0: hang (no answer)
             h._answer(status, body, extra)
 

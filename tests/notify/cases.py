@@ -12,12 +12,14 @@ crossing within 1 h, a data problem, a 氾濫開始 at a crisis gauge (天白川
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from forecast.alerts.notice import Notice
 from forecast.catalogue import AlertLevel, River
 from forecast.notify import messages
 
+CAP_DATA = Path(__file__).resolve().parent.parent / "data" / "cap-1.2"   # OASIS schema
 T0 = datetime(2023, 6, 30, 18, 0, tzinfo=UTC)   # 2023-07-01 03:00 JST
 SENDER = "forecast.mie.example"
 BASE_URL = "https://forecast.example.jp"

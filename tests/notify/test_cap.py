@@ -7,16 +7,15 @@ import hashlib
 import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import xmlschema
 
 from forecast.notify.cap import ATOM_NS, CAP_NS, atom_feed, cap_xml, feed_entry, grading
-from notify.cases import SENDER, T0
+from notify.cases import CAP_DATA, SENDER, T0
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "cap-1.2"
+DATA = CAP_DATA
 NS = {"cap": CAP_NS}
 CAP_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00$")
 CHAIN = ["raise_observed", "escalate_probability", "escalate_forecast", "remind",

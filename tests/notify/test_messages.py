@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +18,7 @@ from notify.cases import EVENT, SENDER, T0, build_event, make_notice
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
 JST_LABEL = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d JST$")
 TOP_KEYS = {"schema", "message_id", "sequence", "kind", "topic", "audience", "event_key",
+            "new_notification", "summary_ja", "summary_en", "details",
             "stream", "river", "gauge", "level", "from_level", "basis", "issued_at",
             "issued_at_jst", "observed", "crossing", "crest", "probability", "low_confidence",
             "problems", "forecast", "acknowledged", "note", "title_ja", "text_ja", "text_en",
@@ -219,3 +222,25 @@ def test_sent_at_defaults_to_the_issue_time_and_can_be_given(inabe: River) -> No
     q = messages.build_payload(n, inabe, message_id=9, sequence=1, previous=[], base_url=None,
                                simulated=False, sender=SENDER, sent_at=made)
     assert q["cap"]["sent"] == "2023-07-01T03:21:07+09:00"
+
+
+def test_the_package_imports_no_http_library() -> None:
+    """The tick may render payloads and CAP without loading httpx or slack-sdk
+    (tests/test_imports.py keeps the operational path light)."""
+    code = ("import sys, forecast.notify.messages, forecast.notify.cap, forecast.notify.slack, "
+            "forecast.notify.webhook, forecast.notify.receiver\n"
+            "print(sorted(m for m in ('httpx', 'slack_sdk') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_gauge_missing_from_the_catalogue_still_gives_a_message(inabe: River) -> None:
+    n = make_notice("raise", T0, gauge="MIE-L-999", level=AlertLevel.CAUTION, basis="observed",
+                    observed_m=3.1)
+    p = messages.build_payload(n, inabe, message_id=5, sequence=1, previous=[], base_url=None,
+                               simulated=False, sender=SENDER)
+    assert p["gauge"]["code"] == p["gauge"]["name_ja"] == "MIE-L-999"
+    assert (p["gauge"]["lat"], p["gauge"]["lon"]) == (inabe.gauge.lat, inabe.gauge.lon)
+    assert p["level"]["threshold_m"] is None    # the ladder belongs to the primary gauge
+    assert "員弁川（MIE-L-999観測所）の水位が氾濫注意水位に達しました" in p["text_ja"]
