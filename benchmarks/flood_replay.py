@@ -92,6 +92,9 @@ def plug_notify(wanted: bool) -> Notify:
 
 
 RECEIVER_SECRET, RECEIVER_TOKEN = "hindcast-secret", "xoxb-hindcast"
+FLAP_WINDOW = timedelta(hours=2)
+"""A level raised again within this long of its lowering, in one event, counts as flapping
+(a later one is a re-escalation: a second flood pulse)."""
 
 
 def receiver_settings(receiver: Any) -> dict[str, Any]:
@@ -122,25 +125,37 @@ def read_notifications(ctx: Context, river_id: str) -> dict[str, Any]:
     first: dict[AlertLevel, datetime] = {}
     basis: dict[AlertLevel, str] = {}
     flapped: list[str] = []
+    again: list[str] = []
     seen: set[tuple[str, int]] = set()
+    lowered_at: dict[tuple[str, int], datetime] = {}
     clears = []
     for m in msgs:
         if m["topic"] != "level":
             continue
         if m["kind"] in ("raise", "escalate") and m["level"]:
             level = AlertLevel(m["level"])
-            if (m["event_key"], m["level"]) in seen:
-                flapped.append(f"{level.key} again at {jst(m['occurred_at'])}")
-            seen.add((m["event_key"], m["level"]))
+            key = (m["event_key"], m["level"])
+            if key in seen:   # the level again within its event: how long after its lowering?
+                gap = m["created_at"] - lowered_at.get(key, m["created_at"])
+                line = (f"{level.key} again at {jst(m['occurred_at'])} JST, "
+                        f"{gap.total_seconds() / 3600:.1f} h after it was lowered")
+                (flapped if gap < FLAP_WINDOW else again).append(line)
+            seen.add(key)
             # a notification of a higher level covers the lower ones it jumped over
             for lower in AlertLevel:
                 if lower <= level and lower not in first:
                     first[lower] = m["created_at"]
                     basis[lower] = str(m["payload"].get("basis")) + (
                         "" if lower == level else f" (as {level.short_ja})")
+        elif m["kind"] == "lower" and m["from_level"]:
+            for lv in range((m["level"] or 0) + 1, m["from_level"] + 1):
+                lowered_at[(m["event_key"], lv)] = m["created_at"]
         elif m["kind"] == "clear":
             clears.append(m["created_at"])
-    return {"first": first, "basis": basis, "flapped": flapped, "clears": clears,
+    return {"first": first, "basis": basis, "flapped": flapped, "again": again,
+            "clears": clears, "kinds": pd.Series([m["kind"] for m in msgs
+                                                  if m["topic"] == "level"]).value_counts()
+            .to_dict(),
             "messages": sum(m["topic"] == "level" for m in msgs)}
 
 
@@ -157,12 +172,14 @@ def typhoon_notifications(ctx: Context, table: pd.DataFrame, receiver: Any) -> N
     leads: list[float] = []
     late: list[str] = []
     flapped: list[str] = []
+    again: list[str] = []
     missed: list[str] = []
     cleared = 0
     raised_rivers = 0
     for river in ctx.catalogue.rivers:
         got = read_notifications(ctx, river.id)
         flapped += [f"{river.id}: {f}" for f in got["flapped"]]
+        again += [f"{river.id}: {f}" for f in got["again"]]
         cleared += bool(got["clears"])
         raised_rivers += bool(got["first"])
         for lv, _h in ladder(river):
@@ -182,7 +199,8 @@ def typhoon_notifications(ctx: Context, table: pd.DataFrame, receiver: Any) -> N
     print(f"\nnotifications (the alert engine, all 38 rivers): {len(leads)} observed crossings "
           f"notified, {len(missed)} not notified {missed or ''}; lead gained median "
           f"{s.median():+.0f} min, min {s.min():+.0f}, max {s.max():+.0f}; notified after the "
-          f"crossing: {len(late)} {late[:8]}; flapping: {flapped or 'none'}; rivers with a "
+          f"crossing: {len(late)} {late[:8]}; flapping: {flapped or 'none'}; re-escalations "
+          f"{len(again)} {again[:5]}; rivers with a "
           f"notification {raised_rivers}, with an all-clear {cleared}; received per channel "
           f"{channel_counts(receiver) if receiver else 'no receiver'}")
 
@@ -321,8 +339,9 @@ def real_flood(args: argparse.Namespace, d: Path) -> None:
         print("\nnotifications (the stage's own):")
         print(markdown_table(lead_time_table(crossed, got["first"], basis=got["basis"],
                                              thresholds=thresholds)))
-        print(f"level messages {got['messages']}; received per channel "
+        print(f"level messages {got['messages']} {got['kinds']}; received per channel "
               f"{channel_counts(args.receiver)}; flapping {got['flapped'] or 'none'}; "
+              f"re-escalations {got['again'] or 'none'}; "
               f"all-clear {[jst(c) for c in got['clears']] or 'none'}")
     _timings(reports, walls)
     print(f"hindcast {t_hind:.1f} s; whole benchmark {time.perf_counter() - t_all:.1f} s")
