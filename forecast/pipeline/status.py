@@ -236,6 +236,33 @@ class _DbCollector(Collector):
         for pr in fresh.products.to_dict("records"):
             prod.add_metric([str(pr["product"])], float(pr["age_min"]) * 60.0)
         yield prod
+        yield from _notification_metrics(ctx)
+
+
+def _notification_metrics(ctx: Context) -> Iterator[Metric]:
+    """Active notifications by level and topic; outbox messages by channel and status."""
+    from forecast.catalogue import AlertLevel
+    from forecast.storage import alerts, outbox
+
+    with transaction(ctx.engine, "reading notification metrics") as conn:
+        active = alerts.read_notifications(conn, active=True, limit=100_000)
+        queued = outbox.status_counts(conn)
+    notes = GaugeMetricFamily("forecast_notifications_active", "Active (or acknowledged) "
+                              "forecast notifications by level and state",
+                              labels=["level", "state"])
+    counts: dict[tuple[str, str], int] = {}
+    for n in active:
+        key = (AlertLevel(n["level"]).key if n["level"] else "data", str(n["state"]))
+        counts[key] = counts.get(key, 0) + 1
+    for (level, state), k in sorted(counts.items()):
+        notes.add_metric([level, state], k)
+    yield notes
+    box = GaugeMetricFamily("forecast_outbox_messages", "Outbox messages by channel and status "
+                            "(pending, sent, dead: a dead letter needs `forecast notifications "
+                            "dead-letters --replay`)", labels=["channel", "status"])
+    for (channel, status), k in sorted(queued.items()):
+        box.add_metric([channel, status], k)
+    yield box
 
 
 def metrics_registry(ctx: Context) -> CollectorRegistry:
