@@ -182,7 +182,8 @@ def _dead_letter_notice(ctx: Context, conn: Any, msg: dict[str, Any], error: str
 
     if msg["payload"].get("topic") == "ops":
         return
-    payload = dead_letter_payload(msg["payload"], error, attempts, now)
+    payload = dead_letter_payload(msg["payload"], error, attempts, now,
+                                  channel=str(msg["channel"]))
     for channel in channels(ctx):
         if channel in (msg["channel"], "cap"):
             continue
