@@ -242,6 +242,9 @@ class AlertRules(_Strict):
       dead band) for this long;
     * ``renotify_after_min``: an unacknowledged level is notified again after this long
       (0: never);
+    * ``rearm_after_min``: a level lowered within an event is not raised again on a forecast
+      or a probability for this long (an observed crossing always raises it): forecasts that
+      swing from one tick to the next do not make a level flap;
     * ``probability_within_h``: the probability trigger looks this many hours ahead;
     * ``levels``: per-level overrides (``standby`` … ``flooding``), e.g. the probability.
     * ``data_problems``: raise data-problem notifications for the duty officer.
@@ -251,6 +254,7 @@ class AlertRules(_Strict):
     min_duration_min: int = Field(default=60, ge=0, le=24 * 60)
     all_clear_after_min: int = Field(default=180, ge=0, le=7 * 24 * 60)
     renotify_after_min: int = Field(default=60, ge=0, le=24 * 60)
+    rearm_after_min: int = Field(default=120, ge=0, le=24 * 60)
     probability_within_h: int = Field(default=3, ge=1, le=6)
     levels: dict[str, LevelRule] = Field(default_factory=dict)
     data_problems: bool = True
@@ -290,6 +294,10 @@ class AlertRules(_Strict):
     @property
     def all_clear_after(self) -> timedelta:
         return timedelta(minutes=self.all_clear_after_min)
+
+    @property
+    def rearm_after(self) -> timedelta:
+        return timedelta(minutes=self.rearm_after_min)
 
 
 class Cell(_Strict):

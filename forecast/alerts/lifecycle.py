@@ -7,6 +7,8 @@ Level streams (``step``), at each issue time T:
 2. above the current level → ``raise`` (no open event: the event opens) or ``escalate``;
    a level already notified in this event is not notified again (``new_notification``
    False: the message is an update of that notification);
+   a level lowered in this event less than ``rearm_after`` ago is raised again only by an
+   observed crossing (a forecast that swings between ticks does not make it flap);
 3. otherwise, the **held** level is the highest level still held (observed within the dead
    band, or forecast/probability still at it). When it is below the current level, the
    release clock starts; after the current level's ``min_duration`` the level is lowered to
@@ -51,6 +53,8 @@ class StreamState:
     acknowledged_at: datetime | None = None
     peak: AlertLevel | None = None
     problems: tuple[str, ...] = ()            # data stream: what is wrong
+    lowered_at: datetime | None = None        # the last lowering in this event ...
+    lowered_from: AlertLevel | None = None    # ... and the level it lowered
 
     @property
     def in_event(self) -> bool:
@@ -69,7 +73,8 @@ class StreamState:
                 "acknowledged_by": self.acknowledged_by,
                 "acknowledged_at": t(self.acknowledged_at),
                 "peak": None if self.peak is None else int(self.peak),
-                "problems": list(self.problems)}
+                "problems": list(self.problems), "lowered_at": t(self.lowered_at),
+                "lowered_from": None if self.lowered_from is None else int(self.lowered_from)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any] | None) -> StreamState:
@@ -90,7 +95,8 @@ class StreamState:
                    last_sent_at=t(d.get("last_sent_at")),
                    acknowledged_by=d.get("acknowledged_by"),
                    acknowledged_at=t(d.get("acknowledged_at")), peak=lv(d.get("peak")),
-                   problems=tuple(d.get("problems", ())))
+                   problems=tuple(d.get("problems", ())), lowered_at=t(d.get("lowered_at")),
+                   lowered_from=lv(d.get("lowered_from")))
 
 
 def event_key(stream: str, at: datetime) -> str:
@@ -138,6 +144,15 @@ def step(stream: Stream, state: StreamState, assessments: list[Assessment],
     by_level = {a.level: a for a in assessments}
     target = max((a.level for a in assessments if a.triggered), default=None)
     cur = state.level
+    if target is not None and (cur is None or target > cur) and _rearming(state, by_level,
+                                                                           target, rules, at):
+        # re-raising a level just lowered, on a forecast alone: wait (held where it is)
+        target = max((a.level for a in assessments if a.triggered
+                      and a.basis == "observed"), default=None)
+        if target is None or (cur is not None and target <= cur):
+            state = replace(state, release_since=None, quiet_since=None)
+            return _remind(stream, state, by_level.get(cur) if cur is not None else None,
+                           rules, inp)
     if target is not None and (cur is None or target > cur):
         new = target not in state.notified
         opened = state if state.in_event else StreamState(event_key=event_key(stream.key, at))
@@ -169,11 +184,24 @@ def step(stream: Stream, state: StreamState, assessments: list[Assessment],
         after = replace(waiting, level=held, since=at,
                         basis=(by_level[held].basis or "observed") if held is not None
                         else None,
-                        release_since=None if held is not None else since)
+                        release_since=None if held is not None else since,
+                        lowered_at=at, lowered_from=cur)
         return after, [_notice(stream, "lower", after, inp,
                                by_level.get(held) if held is not None else None,
                                level=held, from_level=cur)]
     return _remind(stream, waiting, by_level.get(cur) if cur is not None else None, rules, inp)
+
+
+def _rearming(state: StreamState, by_level: dict[AlertLevel, Assessment],
+              target: AlertLevel, rules: AlertRules, at: datetime) -> bool:
+    """True while a level lowered in this event less than ``rearm_after`` ago would be raised
+    again without an observed crossing."""
+    if (not state.in_event or state.lowered_at is None or state.lowered_from is None
+            or at - state.lowered_at >= rules.rearm_after):
+        return False
+    again = [lv for lv, a in by_level.items()
+             if a.triggered and lv > (state.level or 0) and lv <= state.lowered_from]
+    return bool(again) and by_level[target].basis != "observed" and target <= state.lowered_from
 
 
 def _remind(stream: Stream, state: StreamState, a: Assessment | None, rules: AlertRules,

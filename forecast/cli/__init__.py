@@ -607,6 +607,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ForecastError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:   # output piped into `head` and closed: not an error
+        sys.stderr.close()
+        return 0
     except OSError as exc:   # a file the user named cannot be read or written
         where = f" {exc.filename}" if exc.filename else ""
         print(f"error:{where}: {exc.strerror or exc}", file=sys.stderr)

@@ -31,6 +31,14 @@ def _jst(v: datetime | None) -> str:
     return "—" if v is None else f"{pd.Timestamp(v).tz_convert(JST):%m/%d %H:%M} JST"
 
 
+def _pad(text: str, width: int) -> str:
+    """``text`` padded to ``width`` terminal columns (CJK characters take two)."""
+    import unicodedata
+
+    cols = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(width - cols, 0)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from forecast.pipeline import views
 
@@ -50,13 +58,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no active notifications" if args.active else "no notifications")
         return 0
-    print(f"{'id':>5}  {'raised':<15} {'river':<14} {'level':<10} {'state':<12} "
+    print(f"{'id':>5}  {'raised':<15} {'river':<14} {_pad('level', 16)} {'state':<12} "
           f"{'basis':<11} acknowledged")
     for r in rows:
         ack = f"{r['acknowledged_by']} {_jst(r['acknowledged_at'])}" if r["acknowledged_by"] \
             else ""
         print(f"{r['id']:>5}  {_jst(r['raised_at']):<15} {r['river_id']:<14} "
-              f"{r['level_name_ja']:<10} {r['state']:<12} {r['basis'] or '':<11} {ack}")
+              f"{_pad(r['level_name_ja'], 16)} {r['state']:<12} {r['basis'] or '':<11} {ack}")
     return 0
 
 

@@ -138,3 +138,20 @@ def test_the_demo_ladder_adds_flooding_only_for_a_crisis_primary_gauge() -> None
         assert [lv for lv, _ in ladder] == sorted(lv for lv, _ in ladder)
         assert (L.FLOODING in [lv for lv, _ in ladder]) == (
             river.gauge.overflow_level_m is not None)
+
+
+def test_a_lowered_level_is_not_raised_again_on_a_swinging_forecast() -> None:
+    rules = AlertRules(min_duration_min=30, all_clear_after_min=600, renotify_after_min=0,
+                       rearm_after_min=120)
+    up, down = [2.5, 3.1, 3.2], [2.5, 2.6, 2.6]   # P50 reaching caution (3.0), or not
+    path = [inp(0, 2.5, up), inp(1, 2.5, down), inp(2, 2.5, down),   # lowered at k=2
+            inp(3, 2.5, up), inp(4, 2.5, up), inp(5, 2.5, up),       # within 2 h: waits
+            inp(6, 2.5, up),                                         # 2 h after: raised
+            ]
+    _, out = run(path, rules)
+    assert [(n.kind, n.level, n.at) for n in out] == [
+        ("raise", L.CAUTION, T0), ("lower", L.STANDBY, T0 + timedelta(hours=1)),
+        ("escalate", L.CAUTION, T0 + timedelta(hours=3))]
+    # an observed crossing is never held back
+    _, out = run(path[:3] + [inp(3, 3.05, up)], rules)
+    assert [(n.kind, n.basis) for n in out][-1] == ("escalate", "observed")

@@ -25,6 +25,7 @@ rule_sets = st.builds(
     min_duration_min=st.sampled_from([0, 30, 60, 120]),
     all_clear_after_min=st.sampled_from([0, 60, 180]),
     renotify_after_min=st.sampled_from([0, 30, 60]),
+    rearm_after_min=st.sampled_from([0, 60, 120]),
     probability_within_h=st.integers(1, 6))
 
 
@@ -35,6 +36,7 @@ def test_random_paths_keep_the_lifecycle_invariants(path, rules) -> None:
     raises: dict[str, int] = {}
     new: set[tuple[str, int]] = set()
     nothing_held_since = None
+    lowered: dict[tuple[str, int], object] = {}
     for k, (obs, q50, spread) in enumerate(path):
         i = inp(k, obs, q50, spread)
         before = state
@@ -58,9 +60,15 @@ def test_random_paths_keep_the_lifecycle_invariants(path, rules) -> None:
             if n.kind in ("raise", "escalate"):
                 assert n.level is not None
                 assert before.level is None or n.level > before.level
+                when = lowered.get((n.event_key, int(n.level)))
+                if n.basis != "observed" and when is not None:
+                    assert i.at - when >= timedelta(minutes=rules.rearm_after_min), \
+                        "a lowered level raised again on a forecast within the re-arm time"
             if n.kind == "lower":
                 assert before.level is not None
                 assert n.level is None or n.level < before.level
+                for lv in range(int(n.level or 0) + 1, int(before.level) + 1):
+                    lowered[(n.event_key, lv)] = i.at
             if n.kind == "clear":
                 assert not held, "cleared while a level was held"
                 assert nothing_held_since is not None
