@@ -121,7 +121,7 @@ def data_problems(river: River, report: CycleReport, inputs: Inputs) -> list[str
     return out
 
 
-def _streams(river: River, report: CycleReport, inputs: Inputs
+def river_streams(river: River, report: CycleReport, inputs: Inputs
              ) -> list[tuple[Stream, list[tuple[AlertLevel, float]], StreamInput]]:
     at = pd.Timestamp(report.issued_at)
     fc = (report.forecasts[report.forecasts["river_id"] == river.id]
@@ -179,7 +179,7 @@ def _river(ctx: Context, conn: Connection, river: River, report: CycleReport,
                               gauge=stream.gauge, topic=stream.topic, state=after.to_json(),
                               updated_at=now)
 
-    for stream, ladder, inp in _streams(river, report, inputs):
+    for stream, ladder, inp in river_streams(river, report, inputs):
         before = load(stream)
         after, got = step(stream, before, assess(ladder, rules, inp), rules, inp)
         save(stream, before, after)
