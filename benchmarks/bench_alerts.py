@@ -35,7 +35,7 @@ from forecast.clock import FixedClock
 from forecast.pipeline.context import Context
 from forecast.pipeline.cycle import CycleReport, Inputs
 from forecast.pipeline.demo import init_db
-from forecast.pipeline.notify import notify_stage, river_streams
+from forecast.pipeline.notify import forecasts_by_river, notify_stage, river_streams
 from forecast.qc.freshness import latest_usable, station_freshness
 from forecast.settings import load_settings
 from forecast.simulate.demo_catalogue import synthetic_catalogue
@@ -92,9 +92,10 @@ def bench(n: int, ticks: int, channels: bool, d: Path) -> dict[str, object]:
         inputs, fc = _inputs(cat, at, k, ticks)
         report = CycleReport(cycle_id=0, revision=1, issued_at=at, forecasts=fc)
         t0 = time.perf_counter()
+        split = forecasts_by_river(report)
         for river in cat.rivers:
             rules = cat.alert_rules(river)
-            for stream, ladder, inp in river_streams(river, report, inputs):
+            for stream, ladder, inp in river_streams(river, report, inputs, split):
                 st, _ = step(stream, states.get(stream.key, StreamState()),
                              assess(ladder, rules, inp), rules, inp)
                 states[stream.key] = st
@@ -107,7 +108,8 @@ def bench(n: int, ticks: int, channels: bool, d: Path) -> dict[str, object]:
         assert not got.failed, got.failed
     # stations as benchmarks/bench_tick.py counts them (level and rain gauges of the rivers)
     gauges = len({code for r in cat.rivers for code in r.station_codes})
-    return {"rivers": n, "gauges": gauges, "level_gauges": sum(len(r.gauges) for r in cat.rivers), "streams": len(states) + n,
+    level_gauges = sum(len(r.gauges) for r in cat.rivers)
+    return {"rivers": n, "gauges": gauges, "level_gauges": level_gauges, "streams": len(states) + n,
             "pure": statistics.median(pure), "stage": statistics.median(stage),
             "stage_max": max(stage), "messages": messages, "rss": _rss_mb()}
 
@@ -135,10 +137,12 @@ def main() -> None:
             r["channels"] = "3" if channels else "none"
             rows.append(r)
             print(r, flush=True)
-    print("\n| rivers / stations (level gauges) | streams | channels | engine alone, median | notify stage, "
-          "median | max | messages | peak RSS |\n|---|---|---|---|---|---|---|---|")
+    print("\n| rivers / stations (level gauges) | streams | channels | engine alone, median "
+          "| notify stage, median | max | messages | peak RSS |\n"
+          "|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['rivers']} / {r['gauges']} ({r['level_gauges']}) | {r['streams']} | {r['channels']} | "
+        print(f"| {r['rivers']} / {r['gauges']} ({r['level_gauges']}) | {r['streams']} | "
+              f"{r['channels']} | "
               f"{r['pure']:.3f} s | {r['stage']:.3f} s | {r['stage_max']:.3f} s | "
               f"{r['messages']} | {r['rss']:.0f} MB |")
 

@@ -84,8 +84,7 @@ def _observed(obs: pd.DataFrame, gauge: str, at: pd.Timestamp
         return None, None
     values = obs["value"].to_numpy(dtype=float)
     best = rows[int(np.argmax(values[rows]))]
-    when = pd.DatetimeIndex(obs["time"]).to_pydatetime()[best]
-    return float(values[best]), when
+    return float(values[best]), pd.Timestamp(int(t[best]), tz="UTC").to_pydatetime()
 
 
 def _leads(fc: pd.DataFrame) -> tuple[LeadForecast, ...]:
@@ -121,11 +120,21 @@ def data_problems(river: River, report: CycleReport, inputs: Inputs) -> list[str
     return out
 
 
-def river_streams(river: River, report: CycleReport, inputs: Inputs
-             ) -> list[tuple[Stream, list[tuple[AlertLevel, float]], StreamInput]]:
+def forecasts_by_river(report: CycleReport) -> dict[str, pd.DataFrame]:
+    """The report's forecast frame split by river (once per stage)."""
+    if not len(report.forecasts):
+        return {}
+    return {str(k): v for k, v in report.forecasts.groupby("river_id", sort=False)}
+
+
+def river_streams(river: River, report: CycleReport, inputs: Inputs,
+                  forecasts: dict[str, pd.DataFrame] | None = None
+                  ) -> list[tuple[Stream, list[tuple[AlertLevel, float]], StreamInput]]:
+    """The river's level streams with what each reads at the report's issue time
+    (``forecasts``: ``forecasts_by_river(report)``, computed here when not given)."""
     at = pd.Timestamp(report.issued_at)
-    fc = (report.forecasts[report.forecasts["river_id"] == river.id]
-          if len(report.forecasts) else pd.DataFrame())
+    split = forecasts if forecasts is not None else forecasts_by_river(report)
+    fc = split.get(river.id, pd.DataFrame())
     obs = inputs.station_rows([g.code for g in river.gauges])
     value, when = _observed(obs, river.primary_gauge, at)
     version = str(fc["model_version"].iat[0]) if len(fc) else None
@@ -149,10 +158,11 @@ def notify_stage(ctx: Context, report: CycleReport, inputs: Inputs) -> NotifyRep
     out = NotifyReport()
     with transaction(ctx.engine, "reading the data label") as conn:
         simulated = has_simulated_data(conn)
+    split = forecasts_by_river(report)
     for river in ctx.catalogue.rivers:
         try:
             with transaction(ctx.engine, f"notifications of {river.id}") as conn:
-                for notice in _river(ctx, conn, river, report, inputs):
+                for notice in _river(ctx, conn, river, report, inputs, split):
                     _store(ctx, conn, river, notice, simulated=simulated)
                     out.count(notice.kind)
         except Exception as exc:   # one river's failure never stops the others
@@ -162,7 +172,7 @@ def notify_stage(ctx: Context, report: CycleReport, inputs: Inputs) -> NotifyRep
 
 
 def _river(ctx: Context, conn: Connection, river: River, report: CycleReport,
-           inputs: Inputs) -> list[Notice]:
+           inputs: Inputs, forecasts: dict[str, pd.DataFrame]) -> list[Notice]:
     """Run the engine for the river's streams; writes their new states, returns the notices."""
     rules = ctx.catalogue.alert_rules(river)
     states = alerts.read_streams(conn, river.id)
@@ -179,7 +189,7 @@ def _river(ctx: Context, conn: Connection, river: River, report: CycleReport,
                               gauge=stream.gauge, topic=stream.topic, state=after.to_json(),
                               updated_at=now)
 
-    for stream, ladder, inp in river_streams(river, report, inputs):
+    for stream, ladder, inp in river_streams(river, report, inputs, forecasts):
         before = load(stream)
         after, got = step(stream, before, assess(ladder, rules, inp), rules, inp)
         save(stream, before, after)

@@ -153,5 +153,5 @@ def test_a_lowered_level_is_not_raised_again_on_a_swinging_forecast() -> None:
         ("raise", L.CAUTION, T0), ("lower", L.STANDBY, T0 + timedelta(hours=1)),
         ("escalate", L.CAUTION, T0 + timedelta(hours=3))]
     # an observed crossing is never held back
-    _, out = run(path[:3] + [inp(3, 3.05, up)], rules)
+    _, out = run([*path[:3], inp(3, 3.05, up)], rules)
     assert [(n.kind, n.basis) for n in out][-1] == ("escalate", "observed")

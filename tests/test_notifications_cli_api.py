@@ -1,0 +1,104 @@
+"""Operators' view of the notifications: ``forecast notifications …`` in-process and the API
+(list, CAP feed and messages), on a SQLite file that ticks over a rising river filled."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import xmlschema
+import yaml
+from fastapi.testclient import TestClient
+from test_notify_stage import CAP_XSD, T0, _path
+
+from forecast.api.app import create_app
+from forecast.cli import main
+from forecast.clock import FixedClock
+from forecast.ingest.replay import Replay
+from forecast.pipeline.context import Context
+from forecast.pipeline.demo import init_db
+from forecast.pipeline.tick import Feeds, run_tick
+from forecast.settings import load_settings
+from forecast.simulate.demo_catalogue import synthetic_catalogue
+from forecast.storage.engine import create_engine
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+@pytest.fixture
+def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
+    """Two rivers, 10 h of ticks: the first rises through standby and caution, the second's
+    gauge is never heard from (a data problem)."""
+    cat = synthetic_catalogue(2, seed=4, crisis_share=0.0)
+    cat_file = tmp_path / "rivers.yaml"
+    cat_file.write_text(yaml.safe_dump(cat.model_dump(mode="json", exclude_none=True),
+                                       allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FORECAST_CATALOGUE", str(cat_file))
+    settings = load_settings()
+    clock = FixedClock(T0)
+    ctx = Context.of(create_engine(settings.db_url), cat, clock=clock, settings=settings)
+    init_db(ctx)
+    obs, _ = _path(cat)
+    feeds = Feeds(replay=Replay.of(obs, name="simulated"))
+    for k in range(20):
+        t = T0 + timedelta(minutes=30 * k)
+        clock.set(t + timedelta(minutes=20))
+        run_tick(ctx, t, feeds=feeds, models=lambda r: None)
+    return ctx
+
+
+def test_list_ack_cap_and_wrong_input(filled: Context, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["notifications", "list", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert {"river_id", "level", "state", "raised_at"} <= set(items[0])
+    by_state = {(i["river_id"], i["level_key"]): i["state"] for i in items}
+    first, second = filled.catalogue.ids
+    assert by_state == {(first, "caution"): "active", (first, "standby"): "superseded",
+                        (second, "data"): "active"}
+    caution = next(i for i in items if i["level_key"] == "caution")
+    assert main(["notifications", "list", "--river", "nope"]) == 2
+    assert "unknown river 'nope'" in capsys.readouterr().err
+    assert main(["notifications", "ack", str(caution["id"]), "--user", "suzuki"]) == 0
+    assert "acknowledged by suzuki" in capsys.readouterr().out
+    assert main(["notifications", "ack", str(caution["id"]), "--user", "tanaka"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: already acknowledged by suzuki") and err.count("\n") == 1
+    assert main(["notifications", "list", "--active"]) == 0
+    assert "suzuki" in capsys.readouterr().out
+    assert main(["notifications", "test", "webhook"]) == 2
+    assert "no delivery channel is configured" in capsys.readouterr().err
+    assert main(["notifications", "dead-letters"]) == 0
+    assert "no dead letters" in capsys.readouterr().out
+    out = tmp_path / "cap"
+    assert main(["notifications", "cap", "--out", str(out)]) == 0
+    files = sorted(out.glob("*.xml"))
+    assert files and f"wrote {len(files)} CAP message(s)" in capsys.readouterr().out
+    schema = xmlschema.XMLSchema(CAP_XSD)
+    for f in files:
+        schema.validate(str(f))
+
+
+def test_api_lists_notifications_and_serves_the_cap_feed(filled: Context) -> None:
+    client = TestClient(create_app(filled))
+    got = client.get("/api/notifications", params={"active": "true"}).json()
+    assert {n["level_key"] for n in got["notifications"]} == {"caution", "data"}
+    assert client.get("/api/notifications", params={"river_id": "nope"}).status_code == 404
+    feed = client.get("/cap/feed.atom")
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith(
+        "application/atom+xml")
+    entries = ET.fromstring(feed.content).findall(f"{ATOM}entry")
+    assert len(entries) == 1    # the level stream's open event (data problems have no CAP)
+    link = entries[0].find(f"{ATOM}link").get("href")
+    cap = client.get(link[link.index("/cap/"):])
+    assert cap.status_code == 200 and cap.headers["content-type"].startswith(
+        "application/cap+xml")
+    xmlschema.XMLSchema(CAP_XSD).validate(cap.text)
+    assert "<msgType>Update</msgType>" in cap.text   # the newest of its event
+    assert client.get("/cap/nope.xml").status_code == 404
+    page = client.get("/").text
+    assert "水位予測通知" in page and "氾濫注意水位" in page
