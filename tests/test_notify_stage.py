@@ -157,3 +157,26 @@ def test_acknowledge_is_audited_threaded_and_stops_reminders(
         run_tick(ctx, t, feeds=feeds, models=lambda r: None)
     kinds = [m["kind"] for m in run(engine, alerts.read_messages, river_id=river.id)]
     assert "remind" not in kinds[: len(kinds) - before]
+
+
+def test_a_forced_rerun_or_an_older_issue_time_never_notifies_again(engine: Engine) -> None:
+    cat = synthetic_catalogue(2, seed=4, crisis_share=0.0)
+    obs, _ = _path(cat)
+    clock = FixedClock(T0)
+    ctx = Context.of(engine, cat, clock=clock)
+    feeds = Feeds(replay=Replay.of(obs, name="simulated"))
+    for k in range(20):
+        t = T0 + timedelta(minutes=30 * k)
+        clock.set(t + timedelta(minutes=20))
+        run_tick(ctx, t, feeds=feeds, models=lambda r: None)
+    before = run(engine, alerts.read_messages)
+    states = run(engine, alerts.read_streams)
+    assert before, "the path raises notifications"
+    # the newest issue time again, then older ones (stepped, T3 would start the release
+    # clock and T14, 5.5 h later, would lower the level)
+    for k in (19, 3, 14):
+        run_tick(ctx, T0 + timedelta(minutes=30 * k), feeds=feeds, models=lambda r: None,
+                 force=True)
+    assert run(engine, alerts.read_messages) == before
+    assert {k: v["state"] for k, v in run(engine, alerts.read_streams).items()} == {
+        k: v["state"] for k, v in states.items()}

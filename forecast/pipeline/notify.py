@@ -6,7 +6,11 @@ ladder, other crisis gauges' 氾濫開始, data problems), run the engine
 (``forecast.alerts``), and store the new states, the notifications, each message with its
 canonical payload and CAP rendering, and one outbox row per configured channel. Delivery
 happens after commit (``pipeline.deliver``). A river whose stage fails is logged and the others
-go on; its state is unchanged, so the next tick evaluates it again (nothing is lost).
+go on; its state is unchanged, so the next tick evaluates it again (nothing is lost). A
+stream remembers the newest issue time it evaluated: a forced re-run of an issue time, or an
+older one caught up after a newer one, does not step it again (no duplicate or backward
+notification). Its rows are locked for the transaction (PostgreSQL), so two processes never
+evaluate one river at once.
 
 ``acknowledge`` (a named user, audited, in the same transaction as its message and outbox
 rows) and ``send_test`` are the operators' actions.
@@ -42,6 +46,8 @@ from forecast.storage.observations import has_simulated_data
 log = logging.getLogger(__name__)
 
 OBSERVED_WINDOW = timedelta(minutes=30)
+EVALUATED_AT = "evaluated_at"
+"""Key of the stream state's JSON: the newest issue time the engine has evaluated."""
 _JST = "Asia/Tokyo"
 
 
@@ -175,32 +181,43 @@ def _river(ctx: Context, conn: Connection, river: River, report: CycleReport,
            inputs: Inputs, forecasts: dict[str, pd.DataFrame]) -> list[Notice]:
     """Run the engine for the river's streams; writes their new states, returns the notices."""
     rules = ctx.catalogue.alert_rules(river)
-    states = alerts.read_streams(conn, river.id)
+    states = alerts.read_streams(conn, river.id, lock=True)
     notices: list[Notice] = []
     now = ctx.clock.now()
+    at = report.issued_at
 
-    def load(stream: Stream) -> StreamState:
+    def load(stream: Stream) -> StreamState | None:
+        """The stream's state, or None when an issue time at or after this one was already
+        evaluated (a forced re-run or an out-of-order catch-up never steps it back)."""
         row = states.get(stream.key)
-        return StreamState.from_json(row["state"] if row else None)
+        if row is None:
+            return StreamState()
+        seen = row["state"].get(EVALUATED_AT)
+        if seen is not None and datetime.fromisoformat(seen) >= at:
+            return None
+        return StreamState.from_json(row["state"])
 
-    def save(stream: Stream, before: StreamState, after: StreamState) -> None:
-        if after != before or stream.key not in states:
-            alerts.put_stream(conn, stream_key=stream.key, river_id=river.id,
-                              gauge=stream.gauge, topic=stream.topic, state=after.to_json(),
-                              updated_at=now)
+    def save(stream: Stream, after: StreamState) -> None:
+        alerts.put_stream(conn, stream_key=stream.key, river_id=river.id, gauge=stream.gauge,
+                          topic=stream.topic,
+                          state={**after.to_json(), EVALUATED_AT: at.isoformat()},
+                          updated_at=now)
 
     for stream, ladder, inp in river_streams(river, report, inputs, forecasts):
         before = load(stream)
+        if before is None:
+            continue
         after, got = step(stream, before, assess(ladder, rules, inp), rules, inp)
-        save(stream, before, after)
+        save(stream, after)
         notices += got
     if rules.data_problems:
         stream = Stream(river.id, river.primary_gauge, "data")
         before = load(stream)
-        after, got = step_data(stream, before, data_problems(river, report, inputs),
-                               report.issued_at, rules.rule(AlertLevel.STANDBY).min_duration)
-        save(stream, before, after)
-        notices += got
+        if before is not None:
+            after, got = step_data(stream, before, data_problems(river, report, inputs), at,
+                                   rules.rule(AlertLevel.STANDBY).min_duration)
+            save(stream, after)
+            notices += got
     return notices
 
 
@@ -281,9 +298,9 @@ def acknowledge_notification(ctx: Context, notification_id: int, *, user: str,
             raise ForecastError(f"notification {notification_id} is {row['state']}: only an "
                                 "active one can be acknowledged")
         stream = Stream(row["river_id"], row["gauge"], row["topic"])
-        states = alerts.read_streams(conn, row["river_id"])
-        state = StreamState.from_json(states[stream.key]["state"]
-                                      if stream.key in states else None)
+        states = alerts.read_streams(conn, row["river_id"], lock=True)
+        stored = states[stream.key]["state"] if stream.key in states else {}
+        state = StreamState.from_json(stored)
         if state.event_key != row["event_key"]:
             raise ForecastError(f"notification {notification_id} belongs to an event that "
                                 "is no longer open")
@@ -292,7 +309,8 @@ def acknowledge_notification(ctx: Context, notification_id: int, *, user: str,
         except ValueError as exc:
             raise ForecastError(str(exc)) from exc
         alerts.put_stream(conn, stream_key=stream.key, river_id=stream.river_id,
-                          gauge=stream.gauge, topic=stream.topic, state=after.to_json(),
+                          gauge=stream.gauge, topic=stream.topic,
+                          state={**after.to_json(), EVALUATED_AT: stored.get(EVALUATED_AT)},
                           updated_at=now)
         alerts.acknowledge_notification(conn, notification_id, by=user, at=now)
         river = ctx.catalogue.river(row["river_id"])

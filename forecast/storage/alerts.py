@@ -24,11 +24,16 @@ from forecast.storage.tables import alert_messages, alert_streams, notifications
 ACTIVE = ("active", "acknowledged")
 
 
-def read_streams(conn: Connection, river_id: str | None = None) -> dict[str, dict[str, Any]]:
-    """Stream key → its row (``state`` is the engine's JSON)."""
+def read_streams(conn: Connection, river_id: str | None = None, *, lock: bool = False
+                 ) -> dict[str, dict[str, Any]]:
+    """Stream key → its row (``state`` is the engine's JSON). ``lock``: hold the rows for
+    this transaction (PostgreSQL ``FOR UPDATE``; SQLite has one writer anyway), so two
+    processes never update one river's streams at once."""
     q = sa.select(alert_streams)
     if river_id is not None:
         q = q.where(alert_streams.c.river_id == river_id)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
     return {r.stream_key: dict(r._mapping) for r in conn.execute(q)}
 
 
