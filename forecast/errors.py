@@ -24,6 +24,9 @@ possible, what to do about it.
     │   └── RegistryError            unknown version, nothing to promote or roll back
     ├── CycleError                   a forecast cycle that could not run at all
     ├── DeliveryError                a notification not delivered (Slack, webhook, CAP); .retryable
+    ├── AccessError                  a request refused by access control
+    │   ├── AuthenticationError      no, bad, expired or revoked credentials (HTTP 401)
+    │   └── PermissionDeniedError    authenticated, but without the role (HTTP 403)
     └── SimulationError              a simulated-data request that cannot be run (bad window)
 """
 
@@ -182,6 +185,19 @@ class DeliveryError(ForecastError):
         self.channel = channel
         self.status = status
         super().__init__(f"[{channel}] {message}" if channel else message)
+
+
+class AccessError(ForecastError):
+    """A request refused by access control; the message is safe to show the caller (it never
+    names a key, a token's content or why a signature failed beyond one word)."""
+
+
+class AuthenticationError(AccessError):
+    """No credentials, or credentials that are invalid, expired or revoked (HTTP 401)."""
+
+
+class PermissionDeniedError(AccessError):
+    """Valid credentials without the role the action needs (HTTP 403)."""
 
 
 class SimulationError(ForecastError):
