@@ -45,6 +45,22 @@ FORECAST_DELIVERY_BACKOFF_S     first retry delay, doubled per attempt up to 30 
                                 (default 30)
 FORECAST_DELIVERY_TIMEOUT_S     per request (default 10)
 FORECAST_DELIVERY_INTERVAL_S    how often the scheduler delivers due messages (default 30)
+
+Access (API v1; the README documents the Entra ID app registration):
+FORECAST_AUTH_ISSUER     the OIDC issuer whose tokens are accepted, e.g.
+                         https://login.microsoftonline.com/<tenant id>/v2.0
+FORECAST_AUTH_AUDIENCE   the token audience: the API's application (client) id or its
+                         Application ID URI
+FORECAST_AUTH_JWKS_URL   the issuer's key set, e.g.
+                         https://login.microsoftonline.com/<tenant id>/discovery/v2.0/keys
+FORECAST_AUTH_ROLE_PREFIX  prefix of the app-role values (e.g. "Forecast." for Forecast.Operator)
+FORECAST_AUTH_JWKS_COOLDOWN_S  a token with an unknown key id refetches the key set at most
+                         this often (default 30: a rotated key is picked up within 30 s)
+FORECAST_AUTH_DEV        true: also accept the local development issuer's tokens (the demo;
+                         never where real users sign in)
+FORECAST_CORS_ORIGINS    comma-separated origins allowed to call the API from a browser
+                         (default none)
+FORECAST_RATE_LIMIT      requests per second per caller (default 50, bursts of 4x)
 """
 
 from __future__ import annotations
@@ -99,8 +115,17 @@ class Settings(BaseModel):
     delivery_backoff_s: float = Field(default=30.0, gt=0, le=3600)
     delivery_timeout_s: float = Field(default=10.0, gt=0, le=120)
     delivery_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_jwks_url: str | None = None
+    auth_role_prefix: str = ""
+    auth_jwks_cooldown_s: float = Field(default=30.0, ge=0, le=3600)
+    auth_dev: bool = False
+    cors_origins: str = ""
+    rate_limit: float = Field(default=50.0, gt=0, le=100_000)
 
-    @field_validator("public_url", "webhook_url", "cap_url", "slack_api_url")
+    @field_validator("public_url", "webhook_url", "cap_url", "slack_api_url", "auth_issuer",
+                     "auth_jwks_url")
     @classmethod
     def _http(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):
@@ -134,6 +159,9 @@ class Settings(BaseModel):
         out = []
         if self.slack_token is not None and not self.slack_channel:
             out.append("FORECAST_SLACK_TOKEN is set without FORECAST_SLACK_CHANNEL (a channel id)")
+        if self.auth_issuer and not (self.auth_audience and self.auth_jwks_url):
+            out.append("FORECAST_AUTH_ISSUER needs FORECAST_AUTH_AUDIENCE and "
+                       "FORECAST_AUTH_JWKS_URL (README: Entra ID set-up)")
         if self.webhook_url and self.webhook_secret is None:
             out.append("FORECAST_WEBHOOK_URL is set without FORECAST_WEBHOOK_SECRET (receivers "
                        "verify the signature with it)")

@@ -81,6 +81,24 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
     app = FastAPI(title="Mie river water-level forecasts (水位予測)", version=__version__,
                   lifespan=lifespan)
     data_label = "SIMULATED (demo data, not real observations)" if simulated else "observed"
+    from forecast.api import problems, security, v1
+
+    problems.install(app)
+    security.install(app, ctx)
+    app.include_router(v1.router(ctx, data_label))
+    if ctx.settings.auth_dev:
+        from forecast.pipeline.access import DEV_AUDIENCE, dev_issuer
+
+        dev = dev_issuer(ctx)
+
+        @app.get("/dev-oidc/jwks.json", include_in_schema=False)
+        def dev_jwks() -> dict[str, Any]:
+            return dev.jwks()
+
+        @app.get("/dev-oidc/.well-known/openid-configuration", include_in_schema=False)
+        def dev_discovery() -> dict[str, Any]:
+            return {"issuer": dev.issuer, "jwks_uri": f"{dev.issuer}/jwks.json",
+                    "audience": DEV_AUDIENCE, "note": "development issuer: not for real users"}
 
     def river_or_404(river_id: str) -> River:
         try:
@@ -88,12 +106,14 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
         except CatalogueError as exc:
             raise HTTPException(404, f"unknown river {river_id!r}") from exc
 
-    @app.get("/health")
+    @app.get("/healthz", tags=["health"])
+    @app.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__,
                 "schema_revision": views.schema_revision(ctx), "data": data_label}
 
-    @app.get("/ready")
+    @app.get("/readyz", tags=["health"])
+    @app.get("/ready", tags=["health"])
     def ready() -> JSONResponse:
         """Readiness: 200 when the newest scheduled tick finished on time, else 503; lists
         stale inputs either way."""

@@ -307,6 +307,21 @@ outbox = Table(
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 
+# API keys for machine clients (storage.api_keys): only a hash of the secret is kept.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("key_id", String(32), primary_key=True),       # the public part of fk_<id>_<secret>
+    Column("name", String(128), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    _ts("created_at", nullable=False),
+    Column("created_by", String(200), nullable=False),
+    _ts("expires_at", nullable=True),
+    _ts("revoked_at", nullable=True),
+    Column("revoked_by", String(200), nullable=True),
+    _ts("last_used_at", nullable=True),
+)
+
 # Registered model versions (the artifacts live in the registry directory).
 model_versions = Table(
     "model_versions", metadata,

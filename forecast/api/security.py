@@ -1,0 +1,109 @@
+"""HTTP hardening and the wiring of access control into the app.
+
+* ``SecurityHeaders``: CSP without inline scripts (``script-src 'self'``), ``frame-ancestors
+  'none'``, nosniff, no referrer, and HSTS when the request came over TLS (directly or, behind
+  the zero-trust proxy, ``X-Forwarded-Proto: https``);
+* CORS: only the origins in ``FORECAST_CORS_ORIGINS`` (none by default);
+* ``build_authenticator``: the organisation's issuer (``FORECAST_AUTH_*``), the development
+  issuer (``FORECAST_AUTH_DEV``), API keys from the database, the audit of every refusal and
+  a rate limit per caller;
+* ``require(role)``: the FastAPI dependency every protected endpoint declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import Response
+
+from forecast.api.auth import Authenticator, Principal, RateLimiter, Role, TokenVerifier
+from forecast.errors import AuthenticationError
+from forecast.pipeline import access
+from forecast.pipeline.context import Context
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request,
+                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        tls = request.url.scheme == "https" or request.headers.get(
+            "x-forwarded-proto", "").lower() == "https"
+        if tls:
+            h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+
+def install(app: FastAPI, ctx: Context) -> None:
+    """Security headers, CORS and the authenticator on ``app``."""
+    origins = [o.strip() for o in ctx.settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-API-Key",
+                                          "If-None-Match"])
+    app.add_middleware(SecurityHeaders)
+    app.state.auth = build_authenticator(ctx)
+
+
+def build_authenticator(ctx: Context) -> Authenticator:
+    s = ctx.settings
+    verifiers: list[TokenVerifier] = []
+    if s.auth_issuer and s.auth_audience and s.auth_jwks_url:
+        verifiers.append(TokenVerifier(issuer=s.auth_issuer, audience=s.auth_audience,
+                                       jwks_url=s.auth_jwks_url,
+                                       role_prefix=s.auth_role_prefix,
+                                       jwks_refresh_cooldown_s=s.auth_jwks_cooldown_s))
+    if s.auth_dev:
+        dev = access.dev_issuer(ctx)
+        verifiers.append(TokenVerifier(issuer=dev.issuer, audience=access.DEV_AUDIENCE,
+                                       jwks=dev.jwks()))
+
+    def keys(presented: str) -> Principal | None:
+        from forecast.api.auth import parse_roles
+
+        got = access.lookup_key(ctx, presented)
+        if got is None:
+            return None
+        return Principal(subject=f"key:{got.key_id}", name=got.name,
+                         roles=parse_roles(list(got.roles)), kind="api_key",
+                         key_id=got.key_id)
+
+    def on_failure(reason: str, path: str, subject: str | None) -> None:
+        access.audit_refusal(ctx, reason=reason, path=path, subject=subject)
+
+    return Authenticator(tokens=verifiers, keys=keys, on_failure=on_failure,
+                         limiter=RateLimiter(rate=s.rate_limit, burst=4 * s.rate_limit))
+
+
+def require(role: Role) -> Callable[[Request], Principal]:
+    """A dependency: the authenticated caller, refused unless allowed to act as ``role``."""
+
+    def dependency(request: Request) -> Principal:
+        auth: Authenticator = request.app.state.auth
+        principal = auth.authenticate(request.headers, request.url.path)
+        if auth.limiter is not None and not auth.limiter.allow(principal.subject):
+            from fastapi import HTTPException
+
+            raise HTTPException(429, "too many requests from this caller; slow down")
+        auth.authorise(principal, role, request.url.path)
+        request.state.principal = principal
+        return principal
+
+    dependency.__name__ = f"require_{role.value}"
+    return dependency
+
+
+__all__ = ["AuthenticationError", "Role", "install", "require"]

@@ -1,0 +1,261 @@
+"""API v1 (``/v1``): every endpoint authenticated and authorised (``security.require``), with a
+response model so the OpenAPI schema is complete. Times are ISO 8601 with offset (UTC).
+
+First set (the rest of the issue's list follows the same pattern): who am I, rivers with their
+threshold ladder in Japanese, the latest forecast per river (ETag, caching headers),
+notifications (list, acknowledge as the signed-in operator), API keys and the audit log
+(admin).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from forecast.api.auth import Principal, Role
+from forecast.api.security import require
+from forecast.catalogue import AlertLevel, River
+from forecast.errors import CatalogueError
+from forecast.pipeline import access, views
+from forecast.pipeline.context import Context
+
+Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
+Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+class Me(BaseModel):
+    subject: str
+    name: str
+    kind: str
+    roles: list[str]
+
+
+class Threshold(BaseModel):
+    level: int = Field(description="1 水防団待機 … 5 氾濫開始")
+    key: str
+    name_ja: str
+    name_en: str
+    level_m: float
+    colour: str
+
+
+class Gauge(BaseModel):
+    code: str
+    name_ja: str
+    name_en: str
+    kind: str
+    lat: float
+    lon: float
+    primary: bool
+
+
+class RiverOut(BaseModel):
+    id: str
+    name_ja: str
+    name_en: str
+    system_ja: str
+    office: str
+    thresholds: list[Threshold]
+    gauges: list[Gauge]
+    provisional: list[str] = Field(description="parts not from an official source")
+
+
+class Lead(BaseModel):
+    horizon_h: int
+    valid_at: datetime
+    q10: float
+    q50: float
+    q90: float
+
+
+class ForecastOut(BaseModel):
+    river_id: str
+    issued_at: datetime
+    revision: int
+    model_version: str
+    model_variant: str
+    degraded: bool
+    low_confidence: bool
+    reasons: list[str]
+    values: list[Lead]
+
+
+class LatestForecasts(BaseModel):
+    data: str
+    forecasts: list[ForecastOut]
+
+
+class NotificationOut(BaseModel):
+    id: int
+    river_id: str
+    gauge: str
+    topic: str
+    level: int
+    level_key: str
+    level_name_ja: str
+    state: str
+    basis: str | None
+    raised_at: datetime
+    updated_at: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    cleared_at: datetime | None
+    event_key: str
+    summary_ja: str | None = None
+
+
+class Acknowledge(BaseModel):
+    note: str | None = Field(default=None, max_length=500)
+
+
+class KeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    roles: list[str] = Field(min_length=1)
+    days: int | None = Field(default=365, ge=1, le=3650)
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    name: str
+    roles: list[str]
+    state: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class NewKey(KeyOut):
+    key: str = Field(description="the whole key: shown once, store it now")
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+def _river(r: River) -> RiverOut:
+    ladder = [(AlertLevel.from_key(n), v) for n, v in r.thresholds.ladder()]
+    return RiverOut(
+        id=r.id, name_ja=r.name_ja, name_en=r.name_en, system_ja=r.system_ja,
+        office=r.office,
+        thresholds=[Threshold(level=int(lv), key=lv.key, name_ja=lv.name_ja, name_en=lv.name_en,
+                              level_m=v, colour=lv.colour) for lv, v in ladder],
+        gauges=[Gauge(code=g.code, name_ja=g.name_ja, name_en=g.name_en, kind=g.kind,
+                      lat=g.lat, lon=g.lon, primary=g.code == r.primary_gauge)
+                for g in r.gauges],
+        provisional=r.provisional_parts)
+
+
+def router(ctx: Context, data_label: str) -> APIRouter:
+    """The ``/v1`` router on ``ctx``."""
+    api = APIRouter(prefix="/v1")
+
+    def river_or_404(river_id: str) -> River:
+        try:
+            return ctx.catalogue.river(river_id)
+        except CatalogueError as exc:
+            raise CatalogueError(f"unknown river {river_id!r}") from exc
+
+    @api.get("/me", response_model=Me, tags=["access"])
+    def me(who: Viewer) -> Me:
+        return Me(subject=who.subject, name=who.name, kind=who.kind,
+                  roles=sorted(r.value for r in who.roles))
+
+    @api.get("/rivers", response_model=list[RiverOut], tags=["rivers"])
+    def rivers(who: Viewer) -> list[RiverOut]:
+        return [_river(r) for r in ctx.catalogue.rivers]
+
+    @api.get("/rivers/{river_id}", response_model=RiverOut, tags=["rivers"])
+    def river(river_id: str, who: Viewer) -> RiverOut:
+        return _river(river_or_404(river_id))
+
+    @api.get("/forecasts/latest", response_model=LatestForecasts, tags=["forecasts"])
+    def latest(request: Request, response: Response, who: Viewer,
+               river_id: str | None = None) -> LatestForecasts | Response:
+        if river_id is not None:
+            river_or_404(river_id)
+        frame = views.latest_forecasts(ctx, river_id)
+        records: list[dict[str, Any]] = ([{str(k): v for k, v in r.items()}
+                                         for r in frame.to_dict("records")])
+        by_river: dict[str, list[dict[str, Any]]] = {}
+        for rec in records:
+            by_river.setdefault(str(rec["river_id"]), []).append(rec)
+        out = []
+        for rid, rows in sorted(by_river.items()):
+            first = rows[0]
+            out.append(ForecastOut.model_validate({
+                "river_id": rid, "issued_at": first["issued_at"],
+                "revision": int(first["revision"]), "model_version": first["model_version"],
+                "model_variant": first["model_variant"], "degraded": bool(first["degraded"]),
+                "low_confidence": bool(first["low_confidence"]),
+                "reasons": list(first["reasons"]),
+                "values": [{k: r[k] for k in ("horizon_h", "valid_at", "q10", "q50", "q90")}
+                           for r in sorted(rows, key=lambda r: int(r["horizon_h"]))]}))
+        body = LatestForecasts(data=data_label, forecasts=out)
+        etag = '"' + hashlib.sha256(json.dumps(body.model_dump(mode="json"),
+                                               sort_keys=True).encode()).hexdigest()[:32] + '"'
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=60, must-revalidate"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        response.headers.update(headers)
+        return body
+
+    @api.get("/notifications", response_model=list[NotificationOut], tags=["notifications"])
+    def notifications(who: Viewer, active: bool = False, river_id: str | None = None,
+                      limit: int = Query(200, ge=1, le=1000)) -> list[NotificationOut]:
+        if river_id is not None:
+            river_or_404(river_id)
+        rows = views.notifications(ctx, active=True if active else None, river_id=river_id,
+                                   limit=limit)
+        return [NotificationOut(**{k: r[k] for k in NotificationOut.model_fields
+                                   if k in r},
+                                summary_ja=(r["last_message"] or {}).get("summary_ja"))
+                for r in rows]
+
+    @api.post("/notifications/{notification_id}/acknowledge", response_model=NotificationOut,
+              tags=["notifications"])
+    def acknowledge(notification_id: int, who: Operator,
+                    body: Acknowledge | None = None) -> NotificationOut:
+        from forecast.pipeline.notify import acknowledge_notification
+
+        got = acknowledge_notification(ctx, notification_id, user=who.label,
+                                       note=body.note if body else None)
+        level = AlertLevel(got["level"]) if got["level"] else None
+        return NotificationOut(**{k: got[k] for k in NotificationOut.model_fields if k in got},
+                               level_key=level.key if level else "data",
+                               level_name_ja=level.name_ja if level else "データ異常")
+
+    @api.get("/keys", response_model=list[KeyOut], tags=["admin"])
+    def keys(who: Admin) -> list[KeyOut]:
+        return [KeyOut(**k) for k in access.list_keys(ctx)]
+
+    @api.post("/keys", response_model=NewKey, status_code=201, tags=["admin"])
+    def create_key(body: KeyIn, who: Admin) -> NewKey:
+        key, rec = access.create_key(ctx, name=body.name, roles=body.roles, actor=who.label,
+                                     days=body.days)
+        row = next(k for k in access.list_keys(ctx) if k["key_id"] == rec.key_id)
+        return NewKey(key=key, **row)
+
+    @api.post("/keys/{key_id}/revoke", response_model=KeyOut, tags=["admin"])
+    def revoke(key_id: str, who: Admin) -> KeyOut:
+        access.revoke_key(ctx, key_id, actor=who.label)
+        return KeyOut(**next(k for k in access.list_keys(ctx) if k["key_id"] == key_id))
+
+    @api.get("/audit", response_model=list[AuditEntry], tags=["admin"])
+    def audit_log(who: Admin, action: str | None = None,
+                  limit: int = Query(100, ge=1, le=1000)) -> list[AuditEntry]:
+        return [AuditEntry(**e) for e in access.read_audit(ctx, limit=limit, action=action)]
+
+    return api

@@ -1,0 +1,190 @@
+"""Access control's stored side: API keys, the audit of refusals, and the development issuer.
+
+* **API keys** (``create_key``, ``revoke_key``, ``list_keys``, ``lookup_key``): a key is
+  ``fk_<key_id>_<secret>``, shown once at creation; the database keeps its SHA-256. Each
+  creation and revocation commits with its audit row.
+* **Audit of refusals** (``audit_refusal``): every 401/403 (reason, path, who if known).
+* **Development issuer** (``DevIssuer``): a local OIDC-style token issuer for the demo and the
+  tests, so the service can be signed into without a cloud tenant. Its RSA key is generated
+  on first use and kept in ``<data dir>/dev-oidc/key.pem``; tokens it mints carry
+  ``iss = <FORECAST_PUBLIC_URL or http://host:port>/dev-oidc`` and ``aud = DEV_AUDIENCE``. Never
+  enable it (``FORECAST_AUTH_DEV``) where real users sign in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from forecast.errors import ConfigError, ForecastError
+from forecast.pipeline.context import Context
+from forecast.storage import api_keys, audit
+from forecast.storage.engine import transaction
+
+KEY_PREFIX = "fk_"
+ROLE_NAMES = ("viewer", "operator", "hydrologist", "admin")
+DEV_AUDIENCE = "mie-forecast-dev"
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A valid API key's identity: id, name and roles."""
+
+    key_id: str
+    name: str
+    roles: tuple[str, ...]
+
+
+def create_key(ctx: Context, *, name: str, roles: list[str], actor: str,
+               days: int | None = 365) -> tuple[str, KeyRecord]:
+    """A new key (returned whole, once) with its record; audited. ``days`` None: no expiry.
+    ``ForecastError`` for an unknown role or an empty name."""
+    name = name.strip()
+    if not name:
+        raise ForecastError("give the key a name (who or what uses it)")
+    bad = [r for r in roles if r not in ROLE_NAMES]
+    if bad or not roles:
+        raise ForecastError(f"roles must be some of {', '.join(ROLE_NAMES)} (got "
+                            f"{', '.join(bad) or 'none'})")
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    now = ctx.clock.now()
+    expires = None if days is None else now + timedelta(days=days)
+    with transaction(ctx.engine, "creating an API key") as conn:
+        api_keys.add_key(conn, key_id=key_id, name=name, roles=sorted(set(roles)),
+                         secret_sha256=_sha256(secret), created_at=now, created_by=actor,
+                         expires_at=expires)
+        audit.audit(conn, at=now, actor=actor, action="key.create", target=key_id,
+                    details={"name": name, "roles": sorted(set(roles)),
+                             "expires_at": None if expires is None else expires.isoformat()})
+    return f"{KEY_PREFIX}{key_id}_{secret}", KeyRecord(key_id, name, tuple(sorted(set(roles))))
+
+
+def revoke_key(ctx: Context, key_id: str, *, actor: str) -> None:
+    """Revoke a key now (audited); ``ForecastError`` when it is unknown or already revoked."""
+    now = ctx.clock.now()
+    with transaction(ctx.engine, "revoking an API key") as conn:
+        if api_keys.get_key(conn, key_id) is None:
+            raise ForecastError(f"no API key {key_id!r} (forecast keys list shows them)")
+        if not api_keys.revoke_key(conn, key_id, at=now, by=actor):
+            raise ForecastError(f"API key {key_id!r} is already revoked")
+        audit.audit(conn, at=now, actor=actor, action="key.revoke", target=key_id)
+
+
+def list_keys(ctx: Context) -> list[dict[str, Any]]:
+    """Every key without its hash, newest first, with its state (active/expired/revoked)."""
+    now = ctx.clock.now()
+    with transaction(ctx.engine, "listing API keys") as conn:
+        rows = api_keys.list_keys(conn)
+    out = []
+    for r in rows:
+        r.pop("secret_sha256", None)
+        r["state"] = ("revoked" if r["revoked_at"] is not None else
+                      "expired" if r["expires_at"] is not None and r["expires_at"] <= now
+                      else "active")
+        out.append(r)
+    return out
+
+
+def lookup_key(ctx: Context, presented: str) -> KeyRecord | None:
+    """The record of a presented key when it is known, unexpired and not revoked."""
+    if not presented.startswith(KEY_PREFIX):
+        return None
+    key_id, _, secret = presented[len(KEY_PREFIX):].partition("_")
+    if not key_id or not secret:
+        return None
+    now = ctx.clock.now()
+    with transaction(ctx.engine, "checking an API key") as conn:
+        row = api_keys.get_key(conn, key_id)
+        if row is None or not hmac.compare_digest(row["secret_sha256"], _sha256(secret)):
+            return None
+        if row["revoked_at"] is not None or (row["expires_at"] is not None
+                                             and row["expires_at"] <= now):
+            return None
+        last = row["last_used_at"]
+        if last is None or now - last > timedelta(minutes=1):
+            api_keys.touch_key(conn, key_id, now)
+    return KeyRecord(key_id, str(row["name"]), tuple(row["roles"]))
+
+
+def audit_refusal(ctx: Context, *, reason: str, path: str, subject: str | None) -> None:
+    """One audit row for a refused request (401/403)."""
+    with transaction(ctx.engine, "auditing a refused request") as conn:
+        audit.audit(conn, at=ctx.clock.now(), actor=subject or "anonymous",
+                    action="access.refused", target=path, details={"reason": reason})
+
+
+def audit_action(ctx: Context, *, actor: str, action: str, target: str,
+                 details: dict[str, Any] | None = None) -> None:
+    """One audit row for an action that has no transaction of its own to join."""
+    with transaction(ctx.engine, f"auditing {action}") as conn:
+        audit.audit(conn, at=ctx.clock.now(), actor=actor, action=action, target=target,
+                    details=details)
+
+
+def read_audit(ctx: Context, *, limit: int = 100, action: str | None = None
+               ) -> list[dict[str, Any]]:
+    """Newest audit entries first."""
+    with transaction(ctx.engine, "reading the audit log") as conn:
+        return audit.read_audit(conn, limit=limit, action=action)
+
+
+class DevIssuer:
+    """The development issuer (see the module docstring)."""
+
+    def __init__(self, data_dir: Path, issuer: str) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.issuer = issuer.rstrip("/")
+        path = Path(data_dir) / "dev-oidc" / "key.pem"
+        if path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise ConfigError(f"{path} is not an RSA key: delete it to make a new one")
+        else:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+            path.chmod(0o600)
+        self._key = key
+        public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.kid = hashlib.sha256(public).hexdigest()[:16]
+
+    def jwks(self) -> dict[str, Any]:
+        """The public key set (JWKS)."""
+        from jwt.algorithms import RSAAlgorithm
+
+        jwk = json.loads(RSAAlgorithm.to_jwk(self._key.public_key()))
+        return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
+
+    def mint(self, *, subject: str, name: str, roles: list[str], minutes: float = 60.0,
+             audience: str = DEV_AUDIENCE, now: float | None = None) -> str:
+        """A signed access token for a development user."""
+        import jwt
+
+        t = int(time.time() if now is None else now)
+        claims = {"iss": self.issuer, "aud": audience, "sub": subject, "name": name,
+                  "preferred_username": name, "roles": roles, "iat": t, "nbf": t,
+                  "exp": t + int(minutes * 60)}
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
+
+
+def dev_issuer(ctx: Context) -> DevIssuer:
+    """The development issuer of this service's settings."""
+    s = ctx.settings
+    base = s.public_url or f"http://{s.http_host}:{s.http_port}"
+    return DevIssuer(s.data_dir, f"{base.rstrip('/')}/dev-oidc")
