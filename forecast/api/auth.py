@@ -169,6 +169,9 @@ FailureHook = Callable[[str, str, str | None], None]
 """(reason, path, subject or None) for each refused request: the audit."""
 
 API_KEY_PREFIX = "fk_"
+SESSION_COOKIE = "forecast_session"
+"""The page's sign-in keeps the user's access token in this HttpOnly, SameSite=Strict cookie;
+a request without an Authorization header is authenticated by it."""
 
 
 @dataclass
@@ -203,10 +206,11 @@ class Authenticator:
         self.on_failure = on_failure
         self.limiter = limiter
 
-    def authenticate(self, headers: Any, path: str) -> Principal:
-        """The caller of a request with these headers (``AuthenticationError`` otherwise)."""
+    def authenticate(self, headers: Any, path: str, cookies: Any = None) -> Principal:
+        """The caller of a request with these headers (and the sign-in cookie, if the page
+        set one), ``AuthenticationError`` otherwise."""
         try:
-            principal = self._principal(headers)
+            principal = self._principal(headers, cookies)
         except AuthenticationError as exc:
             self._failed(str(exc), path, None)
             raise
@@ -219,9 +223,11 @@ class Authenticator:
             self._failed(message, path, principal.label)
             raise PermissionDeniedError(message)
 
-    def _principal(self, headers: Any) -> Principal:
+    def _principal(self, headers: Any, cookies: Any = None) -> Principal:
         raw = headers.get("authorization") or ""
         key = headers.get("x-api-key")
+        if not raw and key is None and cookies is not None and cookies.get(SESSION_COOKIE):
+            raw = "Bearer " + str(cookies[SESSION_COOKIE])
         scheme, _, credential = raw.partition(" ")
         if key is None and scheme.lower() == "bearer" and credential.startswith(
                 API_KEY_PREFIX):

@@ -93,7 +93,7 @@ def require(role: Role) -> Callable[[Request], Principal]:
 
     def dependency(request: Request) -> Principal:
         auth: Authenticator = request.app.state.auth
-        principal = auth.authenticate(request.headers, request.url.path)
+        principal = auth.authenticate(request.headers, request.url.path, request.cookies)
         if auth.limiter is not None and not auth.limiter.allow(principal.subject):
             from fastapi import HTTPException
 

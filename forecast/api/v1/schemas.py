@@ -1,0 +1,124 @@
+"""Response and request models of API v1 (the OpenAPI schema is built from them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Me(BaseModel):
+    subject: str
+    name: str
+    kind: str
+    roles: list[str]
+
+
+class Threshold(BaseModel):
+    level: int = Field(description="1 水防団待機 … 5 氾濫開始")
+    key: str
+    name_ja: str
+    name_en: str
+    level_m: float
+    colour: str
+
+
+class Gauge(BaseModel):
+    code: str
+    name_ja: str
+    name_en: str
+    kind: str
+    lat: float
+    lon: float
+    primary: bool
+
+
+class RiverOut(BaseModel):
+    id: str
+    name_ja: str
+    name_en: str
+    system_ja: str
+    office: str
+    thresholds: list[Threshold]
+    gauges: list[Gauge]
+    provisional: list[str] = Field(description="parts not from an official source")
+
+
+class Lead(BaseModel):
+    horizon_h: int
+    valid_at: datetime
+    q10: float
+    q50: float
+    q90: float
+
+
+class ForecastOut(BaseModel):
+    river_id: str
+    issued_at: datetime
+    revision: int
+    model_version: str
+    model_variant: str
+    degraded: bool
+    low_confidence: bool
+    reasons: list[str]
+    values: list[Lead]
+
+
+class LatestForecasts(BaseModel):
+    data: str
+    forecasts: list[ForecastOut]
+
+
+class NotificationOut(BaseModel):
+    id: int
+    river_id: str
+    gauge: str
+    topic: str
+    level: int
+    level_key: str
+    level_name_ja: str
+    state: str
+    basis: str | None
+    raised_at: datetime
+    updated_at: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    cleared_at: datetime | None
+    event_key: str
+    summary_ja: str | None = None
+
+
+class Acknowledge(BaseModel):
+    note: str | None = Field(default=None, max_length=500)
+
+
+class KeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    roles: list[str] = Field(min_length=1)
+    days: int | None = Field(default=365, ge=1, le=3650)
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    name: str
+    roles: list[str]
+    state: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class NewKey(KeyOut):
+    key: str = Field(description="the whole key: shown once, store it now")
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
