@@ -58,6 +58,12 @@ FORECAST_AUTH_JWKS_COOLDOWN_S  a token with an unknown key id refetches the key 
                          this often (default 30: a rotated key is picked up within 30 s)
 FORECAST_AUTH_DEV        true: also accept the local development issuer's tokens (the demo;
                          never where real users sign in)
+FORECAST_AUTH_CLIENT_ID, FORECAST_AUTH_CLIENT_SECRET, FORECAST_AUTH_AUTHORIZE_URL,
+FORECAST_AUTH_TOKEN_URL, FORECAST_AUTH_SCOPE
+                         the page's sign-in (authorization code with PKCE): the app
+                         registration's client id (and secret for a web app), its endpoints,
+                         the scopes (e.g. "openid profile api://<app id>/Forecast.Read")
+FORECAST_SESSION_SECRET  signs the sign-in flow's cookie (default: a key in the data dir)
 FORECAST_CORS_ORIGINS    comma-separated origins allowed to call the API from a browser
                          (default none)
 FORECAST_RATE_LIMIT      requests per second per caller (default 50, bursts of 4x)
@@ -120,12 +126,18 @@ class Settings(BaseModel):
     auth_jwks_url: str | None = None
     auth_role_prefix: str = ""
     auth_jwks_cooldown_s: float = Field(default=30.0, ge=0, le=3600)
+    auth_client_id: str | None = None
+    auth_client_secret: SecretStr | None = None
+    auth_authorize_url: str | None = None
+    auth_token_url: str | None = None
+    auth_scope: str = "openid profile"
+    session_secret: SecretStr | None = None
     auth_dev: bool = False
     cors_origins: str = ""
     rate_limit: float = Field(default=50.0, gt=0, le=100_000)
 
     @field_validator("public_url", "webhook_url", "cap_url", "slack_api_url", "auth_issuer",
-                     "auth_jwks_url")
+                     "auth_jwks_url", "auth_authorize_url", "auth_token_url")
     @classmethod
     def _http(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):

@@ -81,24 +81,16 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
     app = FastAPI(title="Mie river water-level forecasts (水位予測)", version=__version__,
                   lifespan=lifespan)
     data_label = "SIMULATED (demo data, not real observations)" if simulated else "observed"
-    from forecast.api import problems, security, v1
+    from forecast.api import problems, security, signin, v1
 
     problems.install(app)
     security.install(app, ctx)
     app.include_router(v1.router(ctx, data_label))
+    app.include_router(signin.router(ctx))
     if ctx.settings.auth_dev:
-        from forecast.pipeline.access import DEV_AUDIENCE, dev_issuer
+        from forecast.api import devoidc
 
-        dev = dev_issuer(ctx)
-
-        @app.get("/dev-oidc/jwks.json", include_in_schema=False)
-        def dev_jwks() -> dict[str, Any]:
-            return dev.jwks()
-
-        @app.get("/dev-oidc/.well-known/openid-configuration", include_in_schema=False)
-        def dev_discovery() -> dict[str, Any]:
-            return {"issuer": dev.issuer, "jwks_uri": f"{dev.issuer}/jwks.json",
-                    "audience": DEV_AUDIENCE, "note": "development issuer: not for real users"}
+        app.include_router(devoidc.router(ctx))
 
     def river_or_404(river_id: str) -> River:
         try:

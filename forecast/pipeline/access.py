@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +32,15 @@ from forecast.storage.engine import transaction
 KEY_PREFIX = "fk_"
 ROLE_NAMES = ("viewer", "operator", "hydrologist", "admin")
 DEV_AUDIENCE = "mie-forecast-dev"
+DEV_CLIENT_ID = "mie-forecast-page"
+DEV_USERS: dict[str, tuple[str, list[str]]] = {
+    "suzuki": ("鈴木 (水防担当)", ["operator"]),
+    "tanaka": ("田中 (閲覧)", ["viewer"]),
+    "yamada": ("山田 (水文)", ["hydrologist"]),
+    "admin": ("管理者", ["admin"]),
+}
+"""The development issuer's users (demo only): login name → (display name, roles)."""
+CODE_TTL_S = 300
 
 
 def _sha256(secret: str) -> str:
@@ -163,6 +173,44 @@ class DevIssuer:
         public = key.public_key().public_bytes(serialization.Encoding.DER,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
         self.kid = hashlib.sha256(public).hexdigest()[:16]
+        self._codes: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def issue_code(self, *, user: str, client_id: str, redirect_uri: str, challenge: str,
+                   method: str, nonce: str | None) -> str:
+        """An authorization code for a development user (single use, 5 minutes)."""
+        if user not in DEV_USERS:
+            raise ForecastError(f"unknown development user {user!r}")
+        if client_id != DEV_CLIENT_ID:
+            raise ForecastError("unknown client_id")
+        if method != "S256" or len(challenge) < 43:
+            raise ForecastError("PKCE with code_challenge_method=S256 is required")
+        code = secrets.token_urlsafe(24)
+        with self._lock:
+            now = time.time()
+            self._codes = {c: v for c, v in self._codes.items() if v["exp"] > now}
+            self._codes[code] = {"user": user, "client_id": client_id,
+                                 "redirect_uri": redirect_uri, "challenge": challenge,
+                                 "nonce": nonce, "exp": now + CODE_TTL_S}
+        return code
+
+    def redeem(self, *, code: str, verifier: str, redirect_uri: str, client_id: str) -> str:
+        """The access token for a code (RFC 7636: S256(verifier) must equal the challenge);
+        ``ForecastError`` ("invalid_grant") otherwise. A code is used once."""
+        import base64
+
+        with self._lock:
+            got = self._codes.pop(code, None)
+        if got is None or got["exp"] < time.time():
+            raise ForecastError("invalid_grant: unknown, used or expired code")
+        digest = hashlib.sha256(verifier.encode("ascii")).digest()
+        challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        if not hmac.compare_digest(challenge, got["challenge"]):
+            raise ForecastError("invalid_grant: code_verifier does not match the challenge")
+        if redirect_uri != got["redirect_uri"] or client_id != got["client_id"]:
+            raise ForecastError("invalid_grant: redirect_uri or client_id differ")
+        name, roles = DEV_USERS[got["user"]]
+        return self.mint(subject=f"dev:{got['user']}", name=name, roles=roles, minutes=480)
 
     def jwks(self) -> dict[str, Any]:
         """The public key set (JWKS)."""
@@ -183,8 +231,31 @@ class DevIssuer:
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
 
 
+_ISSUERS: dict[tuple[str, str], DevIssuer] = {}
+_ISSUERS_LOCK = threading.Lock()
+
+
 def dev_issuer(ctx: Context) -> DevIssuer:
-    """The development issuer of this service's settings."""
+    """The development issuer of this service's settings (one per process: it holds the
+    pending authorization codes)."""
     s = ctx.settings
     base = s.public_url or f"http://{s.http_host}:{s.http_port}"
-    return DevIssuer(s.data_dir, f"{base.rstrip('/')}/dev-oidc")
+    key = (str(Path(s.data_dir).resolve()), f"{base.rstrip('/')}/dev-oidc")
+    with _ISSUERS_LOCK:
+        if key not in _ISSUERS:
+            _ISSUERS[key] = DevIssuer(s.data_dir, key[1])
+        return _ISSUERS[key]
+
+
+def session_key(ctx: Context) -> bytes:
+    """The key that signs the sign-in flow's cookie: ``FORECAST_SESSION_SECRET``, else a
+    random key kept in ``<data dir>/session.key`` (made on first use)."""
+    s = ctx.settings
+    if s.session_secret is not None:
+        return s.session_secret.get_secret_value().encode("utf-8")
+    path = Path(s.data_dir) / "session.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()
