@@ -441,6 +441,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["FORECAST_CLOCK_ORIGIN"] = origin.isoformat()
     if not args.no_receiver and not _channels_configured(ctx):
         _demo_receiver(ctx)
+    if not ctx.settings.auth_issuer:   # sign in locally, without a cloud tenant
+        os.environ["FORECAST_AUTH_DEV"] = "true"
+        os.environ.setdefault("FORECAST_PUBLIC_URL",
+                              f"http://{ctx.settings.http_host}:{ctx.settings.http_port}")
+        print("sign-in: the development issuer (demo users; `forecast dev-token` prints a "
+              "token for the API)", flush=True)
     print(f"live demo: replaying SIMULATED data ({report.replay}, until "
           f"{report.replay_until:%Y-%m-%d %H:%M}Z) from {resume:%Y-%m-%d %H:%M}Z at speed "
           f"{args.speed:g} (a tick every {30 / args.speed:g} wall minutes); typhoon from "
@@ -575,9 +581,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="API and page only (run `forecast scheduler` elsewhere)")
     s.set_defaults(func=cmd_serve)
 
+    from forecast.cli.access import add_parsers as add_access
     from forecast.cli.notifications import add_parser as add_notifications
 
     add_notifications(sub, _Parser)
+    add_access(sub, _Parser)
 
     s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")
     s.add_argument("--years", type=positive, default=1.0,
