@@ -16,7 +16,7 @@ EXPORT_DATASETS = ("observations", "forecasts", "notifications", "notification_m
 
 
 def _iso(t: datetime | None) -> str:
-    return "the first row" if t is None else f"{t:%Y-%m-%d %H:%M:%S}Z"
+    return "start" if t is None else f"{t:%Y-%m-%d %H:%M:%S}Z"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
