@@ -174,6 +174,28 @@ def test_two_increments_equal_one_export_and_the_database(
         p if isinstance(p, dict) else json.loads(p) for p in msgs["payload"]]
 
 
+def test_an_export_before_every_tick_misses_nothing(
+        world: tuple[Context, FixedClock, Feeds], tmp_path: Path) -> None:
+    """An export at T + 5 min, before the tick of T (at T + 20 min): the tick stamps its
+    notification changes with T (``updated_at``), inside the window already exported; the
+    change times chosen still hand every change to the next export."""
+    ctx, clock, feeds = world
+    inc, once = tmp_path / "inc", tmp_path / "once"
+    for k in range(0, 26):
+        t = T0 + timedelta(minutes=30 * k)
+        clock.set(t + timedelta(minutes=5))
+        export(ctx, inc)
+        _ticks(ctx, clock, feeds, range(k, k + 1))
+    clock.set(clock.now() + timedelta(minutes=1))
+    export(ctx, inc)
+    export(ctx, once)
+    assert len(_read(once, "notifications")) >= 3
+    for name in DATASETS:
+        union, whole = _read(inc, name), _read(once, name)
+        assert not union.duplicated(VERSION_KEY[name]).any(), name
+        pd.testing.assert_frame_equal(_current(union, name), _rows(whole, name), obj=name)
+
+
 def _documented() -> dict[str, list[tuple[str, str, bool]]]:
     """The README's tables: dataset → [(column, Arrow type, nullable)]."""
     section = README.split("### Data platform export", 1)[1].split("\n## ", 1)[0]
