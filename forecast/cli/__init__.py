@@ -586,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_notifications(sub, _Parser)
     add_access(sub, _Parser)
+    from forecast.cli.export import add_parser as add_export
+
+    add_export(sub, _Parser, utc_time)
 
     s = sub.add_parser("demo", help="embedded default: SQLite + simulated data, then serve")
     s.add_argument("--years", type=positive, default=1.0,
