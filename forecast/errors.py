@@ -24,6 +24,8 @@ possible, what to do about it.
     │   └── RegistryError            unknown version, nothing to promote or roll back
     ├── CycleError                   a forecast cycle that could not run at all
     ├── DeliveryError                a notification not delivered (Slack, webhook, CAP); .retryable
+    ├── NotFoundError                an API request for something that does not exist (404)
+    ├── InvalidRequestError          an API request with impossible parameters (422)
     ├── AccessError                  a request refused by access control
     │   ├── AuthenticationError      no, bad, expired or revoked credentials (HTTP 401)
     │   └── PermissionDeniedError    authenticated, but without the role (HTTP 403)
@@ -185,6 +187,14 @@ class DeliveryError(ForecastError):
         self.channel = channel
         self.status = status
         super().__init__(f"[{channel}] {message}" if channel else message)
+
+
+class NotFoundError(ForecastError):
+    """An API request for a river, station, run or message that does not exist (HTTP 404)."""
+
+
+class InvalidRequestError(ForecastError):
+    """An API request whose parameters cannot be served, e.g. a window of 10 years (422)."""
 
 
 class AccessError(ForecastError):

@@ -86,6 +86,9 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
     problems.install(app)
     security.install(app, ctx)
     app.include_router(v1.router(ctx, data_label))
+    from forecast.api.v1 import data as v1_data
+
+    app.include_router(v1_data.router(ctx, data_label))
     app.include_router(signin.router(ctx))
     if ctx.settings.auth_dev:
         from forecast.api import devoidc

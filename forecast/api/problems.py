@@ -23,6 +23,8 @@ from forecast.errors import (
     CycleError,
     DataError,
     ForecastError,
+    InvalidRequestError,
+    NotFoundError,
     PermissionDeniedError,
     StorageError,
 )
@@ -34,6 +36,8 @@ PROBLEM = "application/problem+json"
 TABLE: list[tuple[type[Exception], int, str]] = [
     (AuthenticationError, 401, "not signed in"),
     (PermissionDeniedError, 403, "not allowed"),
+    (NotFoundError, 404, "not found"),
+    (InvalidRequestError, 422, "invalid request"),
     (CatalogueError, 404, "not found"),
     (DataError, 422, "unusable input"),
     (CycleError, 409, "conflict"),

@@ -101,3 +101,31 @@ def outbox_messages(ctx: Context, *, status: str | None = None, limit: int = 200
 
     with transaction(ctx.engine, "reading the outbox") as conn:
         return outbox.read_outbox(conn, status=status, limit=limit)
+
+
+def runs(ctx: Context, *, limit: int = 50, before_id: int | None = None,
+         kind: str | None = None) -> list[dict[str, Any]]:
+    """Cycle runs (ticks and cycles), newest first, with their river and source outcomes."""
+    from forecast.storage import cycles
+
+    with transaction(ctx.engine, "reading cycle runs") as conn:
+        frame = cycles.read_cycles(conn, limit=limit, before_id=before_id, kind=kind)
+        out = []
+        for rec in frame.to_dict("records"):
+            row: dict[str, Any] = {str(k): (None if isinstance(v, float) and v != v else v)
+                                   for k, v in rec.items()}
+            for c in ("issued_at", "started_at", "finished_at"):
+                v = row[c]
+                row[c] = None if v is None or pd.isna(v) else pd.Timestamp(v).to_pydatetime()
+            run_id = int(str(row["id"]))
+            row["rivers"] = cycles.read_outcomes(conn, run_id)
+            row["sources"] = cycles.read_source_outcomes(conn, run_id)
+            out.append(row)
+        return out
+
+
+def observations(ctx: Context, station: str, start: datetime, end: datetime
+                 ) -> pd.DataFrame:
+    """Stored readings of one station (every variable) in [start, end), with flags."""
+    with transaction(ctx.engine, "reading observations") as conn:
+        return read_observations(conn, station_ids=[station], start=start, end=end)

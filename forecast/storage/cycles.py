@@ -108,10 +108,13 @@ def completed_ticks(conn: Connection, *, issued_from: datetime, issued_to: datet
 
 
 def read_cycles(conn: Connection, *, issued_at: datetime | None = None, limit: int = 50,
-                kind: str | None = None) -> pd.DataFrame:
-    """Cycle runs, newest first (optionally of one issue time, or one kind)."""
+                kind: str | None = None, before_id: int | None = None) -> pd.DataFrame:
+    """Cycle runs, newest first (optionally of one issue time, or one kind; ``before_id``:
+    only runs with a smaller id, the cursor of the next page)."""
     cr = cycle_runs
     q = sa.select(cr)
+    if before_id is not None:
+        q = q.where(cr.c.id < before_id)
     if issued_at is not None:
         q = q.where(cr.c.issued_at == issued_at)
     if kind is not None:

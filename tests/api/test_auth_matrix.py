@@ -110,6 +110,14 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/keys", "admin", {"name": "bi-export", "roles": ["viewer"]}),
     ("POST", "/v1/keys/nope/revoke", "admin", None),
     ("GET", "/v1/audit", "admin", None),
+    ("GET", "/v1/rivers/koto/observations", "viewer", None),
+    ("GET", "/v1/rivers/koto/forecasts?issued_at=2024-07-01T00:00Z", "viewer", None),
+    ("GET", "/v1/runs", "viewer", None),
+    ("GET", "/v1/freshness", "viewer", None),
+    ("GET", "/v1/gauges.geojson", "viewer", None),
+    ("GET", "/v1/models", "viewer", None),
+    ("GET", "/v1/cap/feed.atom", "viewer", None),
+    ("GET", "/v1/cap/x1.xml", "viewer", None),
 ]
 BELOW = {"viewer": None, "operator": "viewer", "hydrologist": "viewer", "admin": "operator"}
 
@@ -123,8 +131,9 @@ def test_the_endpoint_list_covers_every_v1_route(client: TestClient) -> None:
     paths = client.app.openapi()["paths"]   # the schema lists every endpoint
     routes = {(m.upper(), p) for p, ops in paths.items() if p.startswith("/v1") for m in ops}
     listed = {(m, p) for m, p, _, _ in ENDPOINTS}
-    templ = {(m, p.replace("koto", "{river_id}").replace("999", "{notification_id}")
-              .replace("nope", "{key_id}")) for m, p in listed}
+    templ = {(m, p.split("?")[0].replace("koto", "{river_id}")
+              .replace("999", "{notification_id}").replace("nope", "{key_id}")
+              .replace("x1.xml", "{identifier}.xml")) for m, p in listed}
     assert routes == templ
 
 

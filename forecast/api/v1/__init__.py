@@ -32,7 +32,7 @@ from forecast.api.v1.schemas import (
     Threshold,
 )
 from forecast.catalogue import AlertLevel, River
-from forecast.errors import CatalogueError
+from forecast.errors import CatalogueError, NotFoundError
 from forecast.pipeline import access, views
 from forecast.pipeline.context import Context
 
@@ -62,7 +62,7 @@ def router(ctx: Context, data_label: str) -> APIRouter:
         try:
             return ctx.catalogue.river(river_id)
         except CatalogueError as exc:
-            raise CatalogueError(f"unknown river {river_id!r}") from exc
+            raise NotFoundError(f"unknown river {river_id!r}") from exc
 
     @api.get("/me", response_model=Me, tags=["access"])
     def me(who: Viewer) -> Me:

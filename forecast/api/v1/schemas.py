@@ -122,3 +122,104 @@ class AuditEntry(BaseModel):
     action: str
     target: str
     details: dict[str, Any]
+
+
+class ObservationOut(BaseModel):
+    station_id: str
+    variable: str
+    time: datetime
+    value: float | None
+    flag: int
+    flag_name: str = Field(description="GOOD, FILLED, DOUBTFUL, UNRELIABLE, MISSING, "
+                           "BELOW_START (see `flags`)")
+    qc_rule: str = Field(description="the QC rule that set the flag, empty when GOOD")
+    provisional: bool
+    source: str
+
+
+class ObservationsOut(BaseModel):
+    data: str
+    river_id: str
+    station: str
+    start: datetime
+    end: datetime
+    flags: dict[str, int] = Field(description="the QC flag legend: name → value")
+    observations: list[ObservationOut]
+
+
+class Revision(BaseModel):
+    revision: int
+    model_version: str
+    model_variant: str
+    degraded: bool
+    low_confidence: bool
+    reasons: list[str]
+    values: list[Lead]
+
+
+class ArchiveOut(BaseModel):
+    data: str
+    river_id: str
+    issued_at: datetime
+    revisions: list[Revision]
+
+
+class RunRiver(BaseModel):
+    river_id: str
+    status: str
+    model_version: str | None
+    message: str | None
+
+
+class RunSource(BaseModel):
+    source: str
+    status: str
+    payloads: int
+    rows: int
+    failures: int
+    seconds: float | None
+    message: str | None
+
+
+class RunOut(BaseModel):
+    id: int
+    issued_at: datetime
+    revision: int
+    kind: str
+    trigger: str
+    status: str
+    message: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    stages: dict[str, float] | None
+    rivers: list[RunRiver]
+    sources: list[RunSource]
+
+
+class RunsPage(BaseModel):
+    runs: list[RunOut]
+    next_cursor: int | None = Field(description="pass as ?cursor= for the next (older) page")
+
+
+class FreshnessOut(BaseModel):
+    at: datetime
+    stations: list[dict[str, Any]]
+    products: list[dict[str, Any]]
+
+
+class Feature(BaseModel):
+    type: str = "Feature"
+    geometry: dict[str, Any]
+    properties: dict[str, Any]
+
+
+class FeatureCollection(BaseModel):
+    type: str = "FeatureCollection"
+    features: list[Feature]
+
+
+class ModelVersionOut(BaseModel):
+    river_id: str
+    version: str
+    champion: bool
+    details: dict[str, Any]
