@@ -79,10 +79,11 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
                 sched.shutdown(wait=True)
 
     app = FastAPI(title="Mie river water-level forecasts (水位予測)", version=__version__,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     data_label = "SIMULATED (demo data, not real observations)" if simulated else "observed"
-    from forecast.api import problems, security, signin, v1
+    from forecast.api import docs, problems, security, signin, v1
 
+    docs.install(app, "Mie river forecasts API")
     problems.install(app)
     security.install(app, ctx)
     app.include_router(v1.router(ctx, data_label))

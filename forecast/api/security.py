@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 
@@ -88,10 +89,19 @@ def build_authenticator(ctx: Context) -> Authenticator:
                          limiter=RateLimiter(rate=s.rate_limit, burst=4 * s.rate_limit))
 
 
-def require(role: Role) -> Callable[[Request], Principal]:
-    """A dependency: the authenticated caller, refused unless allowed to act as ``role``."""
+_BEARER = HTTPBearer(auto_error=False, description="an OIDC access token (Entra ID) or an "
+                     "API key fk_…")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key fk_…")
 
-    def dependency(request: Request) -> Principal:
+
+def require(role: Role) -> Callable[..., Principal]:
+    """A dependency: the authenticated caller, refused unless allowed to act as ``role``.
+    (The two security parameters only describe the schemes in the OpenAPI document; the
+    authenticator reads the headers itself, and the sign-in cookie.)"""
+
+    def dependency(request: Request,
+                   _bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
+                   _key: str | None = Security(_API_KEY)) -> Principal:
         auth: Authenticator = request.app.state.auth
         principal = auth.authenticate(request.headers, request.url.path, request.cookies)
         if auth.limiter is not None and not auth.limiter.allow(principal.subject):
