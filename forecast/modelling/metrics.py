@@ -41,6 +41,11 @@ def _pairs(obs: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return o[ok], s[ok]
 
 
+def _varies(x: np.ndarray) -> bool:
+    """Not all equal (a constant series' ``sum((x - mean)^2)`` is rounding noise, not 0)."""
+    return bool(len(x) and (x != x[0]).any())
+
+
 def rmse(obs: np.ndarray, sim: np.ndarray) -> float:
     """Root-mean-square error (units of the input); NaN for no pairs."""
     o, s = _pairs(obs, sim)
@@ -56,14 +61,15 @@ def mae(obs: np.ndarray, sim: np.ndarray) -> float:
 def nse(obs: np.ndarray, sim: np.ndarray) -> float:
     """Nash-Sutcliffe efficiency; NaN when observations do not vary."""
     o, s = _pairs(obs, sim)
-    den = np.sum((o - o.mean()) ** 2) if len(o) else 0.0
-    return float(1.0 - np.sum((s - o) ** 2) / den) if den > 0 else float("nan")
+    if not _varies(o):
+        return float("nan")
+    return float(1.0 - np.sum((s - o) ** 2) / np.sum((o - o.mean()) ** 2))
 
 
 def kge(obs: np.ndarray, sim: np.ndarray) -> float:
     """Kling-Gupta efficiency (2009); NaN when undefined."""
     o, s = _pairs(obs, sim)
-    if len(o) < 2 or o.std() == 0 or s.std() == 0 or o.mean() == 0:
+    if len(o) < 2 or not _varies(o) or not _varies(s) or o.mean() == 0:
         return float("nan")
     r = float(np.corrcoef(o, s)[0, 1])
     return float(1 - np.sqrt((r - 1) ** 2 + (s.std() / o.std() - 1) ** 2

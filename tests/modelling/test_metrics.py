@@ -127,3 +127,14 @@ def test_first_warning_lead():
                        "level": [2.5, 2.5, 2.5]})
     out = M.first_warning_lead(fc, lv, 2.0, max_lead_h=6)
     assert out["warning_lead_h"].tolist() == [4.0]  # idx[2] is outside the 6 h window
+
+
+def test_constant_observations_give_nan_nse_and_kge_even_when_the_mean_is_inexact():
+    # 0.1 m repeated: np.mean is not exactly 0.1, so sum((o - mean)^2) is ~1e-33, not 0;
+    # NSE / KGE must still be NaN ("observations do not vary"), not -1e31
+    o = np.full(7, 0.1)
+    s = o + np.array([0.1, -0.1, 0.2, 0.0, 0.1, -0.2, 0.3])
+    assert math.isnan(M.nse(o, s))
+    assert math.isnan(M.kge(o, s))
+    assert math.isnan(M.kge(s, o))        # a constant forecast: r undefined
+    assert math.isnan(M.kge(np.full(7, 2.7), s))
