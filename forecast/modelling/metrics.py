@@ -173,8 +173,8 @@ def peak_errors(paired: pd.DataFrame, level: pd.Series, events: pd.Series) -> pd
     df = paired.assign(event=ev.to_numpy())
     df = df[(df["event"] > 0) & df["level"].notna()]
     if df.empty:
-        return pd.DataFrame(columns=["model", "horizon_h", "event", "obs_peak_m", "obs_peak_at",
-                                     "fc_peak_m", "fc_peak_at", "peak_error_m",
+        return pd.DataFrame(columns=["model", "horizon_h", "event", "fc_peak_m", "fc_peak_at",
+                                     "obs_peak_m", "obs_peak_at", "peak_error_m",
                                      "peak_error_pct", "timing_error_h"])
     best = df.loc[df.groupby(["model", "horizon_h", "event"])["level"].idxmax()]
     out = pd.DataFrame({
