@@ -130,6 +130,11 @@ def attach_observed(forecasts: pd.DataFrame, level: pd.Series,
     return out
 
 
+_LEAD_COLUMNS: Final = ["model", "horizon_h", "n", "rmse", "mae", "nse", "kge", "n_event",
+                        "rmse_event", "mae_event", "nse_event", "kge_event", "coverage",
+                        "coverage_high"]
+
+
 def lead_scores(paired: pd.DataFrame, events: pd.Series, high_water_m: float) -> pd.DataFrame:
     """Per (model, horizon_h): n, rmse/mae/nse/kge on all hours and in event windows
     (``_event``), coverage of [q10, q90] on all and on high-water hours, and skill vs the
@@ -144,20 +149,21 @@ def lead_scores(paired: pd.DataFrame, events: pd.Series, high_water_m: float) ->
     for (model, h), g in df.groupby(["model", "horizon_h"], sort=True):
         o, s = g["obs"].to_numpy(), g["level"].to_numpy()
         e = g["_ev"].to_numpy()
+        scored = np.isfinite(o) & np.isfinite(s)      # the pairs _pairs keeps
         inside = (o >= g["q10"].to_numpy()) & (o <= g["q90"].to_numpy())
         has_band = g["q10"].notna().to_numpy() & np.isfinite(o)
         hw = has_band & (o >= high_water_m)
         rows.append({
-            "model": model, "horizon_h": int(str(h)), "n": int(np.isfinite(o - s).sum()),
+            "model": model, "horizon_h": int(str(h)), "n": int(scored.sum()),
             "rmse": rmse(o, s), "mae": mae(o, s), "nse": nse(o, s), "kge": kge(o, s),
-            "n_event": int(np.isfinite(o[e] - s[e]).sum()), "rmse_event": rmse(o[e], s[e]),
+            "n_event": int(scored[e].sum()), "rmse_event": rmse(o[e], s[e]),
             "mae_event": mae(o[e], s[e]), "nse_event": nse(o[e], s[e]),
             "kge_event": kge(o[e], s[e]),
             "coverage": float(inside[has_band].mean()) if has_band.any() else float("nan"),
             "coverage_high": float(inside[hw].mean()) if hw.any() else float("nan"),
         })
-    out = pd.DataFrame(rows)
-    if "persistence" in set(out.get("model", [])):
+    out = pd.DataFrame(rows, columns=_LEAD_COLUMNS)
+    if "persistence" in set(out["model"]):
         ref = out[out["model"] == "persistence"].set_index("horizon_h")
         for col in ("rmse", "rmse_event"):
             base = out["horizon_h"].map(ref[col]).to_numpy()

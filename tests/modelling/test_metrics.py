@@ -589,3 +589,43 @@ def test_first_warning_lead_boundaries():
     # no crossing: an empty frame with the columns
     none = M.first_warning_lead(paired, lv, 9.0)
     assert none.empty and list(none.columns) == FWL_COLS
+
+
+# survivors of the first mutation run (docs/mutation.md)
+
+def test_scores_accept_lists_with_none_and_integer_arrays():
+    assert M.rmse([1.0, None, 3.0], [2.0, 5.0, 3.0]) == pytest.approx(math.sqrt(0.5))
+    assert M.mae([1.0, 2.0, 3.0], [2.0, None, 5.0]) == 1.5
+    assert M.nse(np.array([1, 2, 3]), np.array([1, 2, 4])) == 0.5
+
+
+def test_lead_scores_n_is_the_number_of_scored_pairs():
+    # finite values whose difference overflows: still one scored pair, as rmse / mae see it
+    v = [_t(0)]
+    paired = pd.DataFrame({"model": "m", "horizon_h": 1, "valid_at": v, "level": [-1e308],
+                           "obs": [1e308], "q10": NAN, "q90": NAN})
+    with np.errstate(over="ignore"):
+        row = M.lead_scores(paired, pd.Series([1], index=v), 2.0).iloc[0]
+    assert (row["n"], row["n_event"]) == (1, 1) and row["mae"] == math.inf
+
+
+def test_lead_scores_of_no_forecasts_has_the_columns():
+    empty = pd.DataFrame({c: [] for c in ("model", "horizon_h", "valid_at", "level", "q10",
+                                          "q90", "obs")})
+    empty["valid_at"] = pd.DatetimeIndex([], tz="UTC")
+    out = M.lead_scores(empty, pd.Series([0], index=[_t(0)]), 2.0)
+    assert out.empty and list(out.columns) == LEAD_COLS
+
+
+def test_integer_levels_and_dtypes():
+    v = [_t(i) for i in range(4)]
+    level = pd.Series([1, 3, 4, 1], index=v)                       # int64 levels
+    out = M.attach_observed(pd.DataFrame({"valid_at": v}), level,
+                            pd.Series([0, 1, 0, 0], index=v))
+    assert out["obs"].dtype == "float64"
+    assert all(_same(a, b) for a, b in zip(out["obs"], [1.0, NAN, 4.0, 1.0], strict=True))
+    paired = pd.DataFrame({"model": "m", "horizon_h": 1, "valid_at": v,
+                           "level": [1.0, 2.0, 5.0, 1.0]})
+    pk = M.peak_errors(paired, level, pd.Series([0, 1, 1, 0], index=v))
+    assert pk["event"].dtype == "int64" and pk["obs_peak_m"].dtype == "float64"
+    assert pk["peak_error_pct"].iloc[0] == 25.0
