@@ -164,11 +164,27 @@ def lead_scores(paired: pd.DataFrame, events: pd.Series, high_water_m: float) ->
         })
     out = pd.DataFrame(rows, columns=_LEAD_COLUMNS)
     if "persistence" in set(out["model"]):
-        ref = out[out["model"] == "persistence"].set_index("horizon_h")
-        for col in ("rmse", "rmse_event"):
-            base = out["horizon_h"].map(ref[col]).to_numpy()
-            out[f"skill{col[4:]}"] = 1.0 - out[col].to_numpy() / base
+        # on the (issue, lead) pairs both have scored: (horizon_h, valid_at) names the issue
+        ok = df[np.isfinite(df["obs"].to_numpy(dtype="float64"))
+                & np.isfinite(df["level"].to_numpy(dtype="float64"))]
+        ref = ok.loc[ok["model"] == "persistence", ["horizon_h", "valid_at", "level"]]
+        both = ok.merge(ref.drop_duplicates(["horizon_h", "valid_at"]),
+                        on=["horizon_h", "valid_at"], suffixes=("", "_ref"))
+        skill = {}
+        for (model, h), g in both.groupby(["model", "horizon_h"], sort=True):
+            o, s, p = (g[c].to_numpy(dtype="float64") for c in ("obs", "level", "level_ref"))
+            e = g["_ev"].to_numpy(dtype=bool)
+            skill[(model, int(str(h)))] = (_skill(o, s, p), _skill(o[e], s[e], p[e]))
+        keys = list(zip(out["model"], out["horizon_h"], strict=True))
+        out["skill"] = [skill.get(k, (np.nan, np.nan))[0] for k in keys]
+        out["skill_event"] = [skill.get(k, (np.nan, np.nan))[1] for k in keys]
     return out
+
+
+def _skill(obs: np.ndarray, sim: np.ndarray, ref: np.ndarray) -> float:
+    """1 - RMSE(sim) / RMSE(ref) on the same pairs; NaN without pairs or when ref is perfect."""
+    base = rmse(obs, ref)
+    return 1.0 - rmse(obs, sim) / base if base > 0 else float("nan")
 
 
 def peak_errors(paired: pd.DataFrame, level: pd.Series, events: pd.Series) -> pd.DataFrame:

@@ -360,12 +360,20 @@ def _oracle_lead(paired, events, hw):
                     "kge": kg, "n_event": ne, "rmse_event": rme, "mae_event": mae,
                     "nse_event": nse, "kge_event": kge, "coverage": share(band),
                     "coverage_high": share(high)})
-    ref = {r["horizon_h"]: r for r in out if r["model"] == "persistence"}
-    if ref:
+    # skill on the (issue, lead) pairs both the model and persistence have scored
+    ref = {(r.horizon_h, r.valid_at): r.level for r in paired.itertuples()
+           if r.model == "persistence" and math.isfinite(r.obs) and math.isfinite(r.level)}
+    if any(r["model"] == "persistence" for r in out):
         for r in out:
-            p = ref.get(r["horizon_h"])
-            r["skill"] = 1 - r["rmse"] / p["rmse"] if p else NAN
-            r["skill_event"] = 1 - r["rmse_event"] / p["rmse_event"] if p else NAN
+            g = [(q.obs, q.level, ref[(q.horizon_h, q.valid_at)], q.valid_at in in_event)
+                 for q in paired.itertuples()
+                 if (q.model, q.horizon_h) == (r["model"], r["horizon_h"])
+                 and math.isfinite(q.obs) and math.isfinite(q.level)
+                 and (q.horizon_h, q.valid_at) in ref]
+            for col, rows in (("skill", g), ("skill_event", [x for x in g if x[3]])):
+                base = _oracle_scores([x[0] for x in rows], [x[2] for x in rows])[1]
+                mine = _oracle_scores([x[0] for x in rows], [x[1] for x in rows])[1]
+                r[col] = 1 - mine / base if rows and base > 0 else NAN
     return out
 
 
@@ -633,3 +641,24 @@ def test_integer_levels_and_dtypes():
     pk = M.peak_errors(paired, level, pd.Series([0, 1, 1, 0], index=v))
     assert pk["event"].dtype == "int64" and pk["obs_peak_m"].dtype == "float64"
     assert pk["peak_error_pct"].iloc[0] == 25.0
+
+
+def test_skill_is_on_the_pairs_both_models_scored():
+    # persistence misses hour 2 (no level at its issue time) and lgbm hour 3: skill compares
+    # them on hours 0 and 1 only, where lgbm's errors are 0.1 and persistence's 0.2
+    v = [_t(i) for i in range(4)]
+    obs = [1.0, 2.0, 3.0, 4.0]
+    paired = pd.DataFrame({
+        "model": ["lgbm"] * 4 + ["persistence"] * 4, "horizon_h": 1, "valid_at": v * 2,
+        "level": [1.1, 2.1, 9.0, NAN, 1.2, 2.2, NAN, 4.0], "obs": obs * 2,
+        "q10": NAN, "q90": NAN})
+    sc = M.lead_scores(paired, pd.Series([1, 1, 1, 1], index=v), 2.0).set_index("model")
+    assert sc.loc["lgbm", "skill"] == pytest.approx(0.5)
+    assert sc.loc["lgbm", "skill_event"] == pytest.approx(0.5)
+    assert sc.loc["persistence", "skill"] == 0.0
+    # no common pair, or a perfect persistence: skill undefined
+    only = paired.assign(level=[1.1, NAN, NAN, 4.1, NAN, 2.2, 3.0, NAN])
+    assert list(M.lead_scores(only, pd.Series(1, index=v), 2.0)["skill"].fillna(-9)) == [-9, 0]
+    perfect = paired.assign(level=[1.1, 2.1, 9.0, NAN, 1.0, 2.0, NAN, 4.0])
+    sc = M.lead_scores(perfect, pd.Series(1, index=v), 2.0).set_index("model")
+    assert math.isnan(sc.loc["lgbm", "skill"]) and math.isnan(sc.loc["persistence", "skill"])
