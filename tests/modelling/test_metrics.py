@@ -294,6 +294,8 @@ def test_event_windows_defaults_gap_and_ties():
     lv = np.zeros(10)
     lv[9] = 1.0
     assert list(M.event_windows(pd.Series(lv, index=idx[:10]), 1.0, pad_h=8)) == [0] + [1] * 9
+    assert list(M.event_windows(pd.Series(lv[::-1], index=idx[:10]), 1.0, pad_h=8)) == (
+        [1] * 9 + [0])                     # and before the last hour
     # a single hour above, pad 0: the window is that hour only
     assert list(M.event_windows(pd.Series([0.0, 1.0, 0.0], index=idx[:3]), 1.0, pad_h=0)) == [
         0, 1, 0]
