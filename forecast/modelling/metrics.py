@@ -165,15 +165,14 @@ def lead_scores(paired: pd.DataFrame, events: pd.Series, high_water_m: float) ->
     out = pd.DataFrame(rows, columns=_LEAD_COLUMNS)
     if "persistence" in set(out["model"]):
         # on the (issue, lead) pairs both have scored: (horizon_h, valid_at) names the issue
-        ok = df[np.isfinite(df["obs"].to_numpy(dtype="float64"))
-                & np.isfinite(df["level"].to_numpy(dtype="float64"))]
+        ok = df[np.isfinite(df["obs"].to_numpy()) & np.isfinite(df["level"].to_numpy())]
         ref = ok.loc[ok["model"] == "persistence", ["horizon_h", "valid_at", "level"]]
         both = ok.merge(ref.drop_duplicates(["horizon_h", "valid_at"]),
                         on=["horizon_h", "valid_at"], suffixes=("", "_ref"))
         skill = {}
-        for (model, h), g in both.groupby(["model", "horizon_h"], sort=True):
-            o, s, p = (g[c].to_numpy(dtype="float64") for c in ("obs", "level", "level_ref"))
-            e = g["_ev"].to_numpy(dtype=bool)
+        for (model, h), g in both.groupby(["model", "horizon_h"]):
+            o, s, p = (g[c].to_numpy() for c in ("obs", "level", "level_ref"))
+            e = g["_ev"].to_numpy()
             skill[(model, int(str(h)))] = (_skill(o, s, p), _skill(o[e], s[e], p[e]))
         keys = list(zip(out["model"], out["horizon_h"], strict=True))
         out["skill"] = [skill.get(k, (np.nan, np.nan))[0] for k in keys]
