@@ -39,7 +39,7 @@ pytest: $(VENV)/.installed
 bench: $(VENV)/.installed         ## storage write benchmark (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_storage.py
 
-mutation: $(VENV)/.installed      ## mutation testing of forecast/qc and forecast/features against their own tests (docs/mutation.md)
+mutation: $(VENV)/.installed      ## mutation testing of forecast/qc, forecast/features and forecast/modelling/metrics.py against their own tests (docs/mutation.md)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 1 > /dev/null
 	$(BIN)/mutmut results --all true | awk '{split($$1, a, "."); m = a[2] "." a[3]; n[m]++; s[m " " $$2]++} \

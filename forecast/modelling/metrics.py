@@ -41,6 +41,11 @@ def _pairs(obs: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return o[ok], s[ok]
 
 
+def _varies(x: np.ndarray) -> bool:
+    """Not all equal (a constant series' ``sum((x - mean)^2)`` is rounding noise, not 0)."""
+    return bool(len(x) and (x != x[0]).any())
+
+
 def rmse(obs: np.ndarray, sim: np.ndarray) -> float:
     """Root-mean-square error (units of the input); NaN for no pairs."""
     o, s = _pairs(obs, sim)
@@ -56,14 +61,15 @@ def mae(obs: np.ndarray, sim: np.ndarray) -> float:
 def nse(obs: np.ndarray, sim: np.ndarray) -> float:
     """Nash-Sutcliffe efficiency; NaN when observations do not vary."""
     o, s = _pairs(obs, sim)
-    den = np.sum((o - o.mean()) ** 2) if len(o) else 0.0
-    return float(1.0 - np.sum((s - o) ** 2) / den) if den > 0 else float("nan")
+    if not _varies(o):
+        return float("nan")
+    return float(1.0 - np.sum((s - o) ** 2) / np.sum((o - o.mean()) ** 2))
 
 
 def kge(obs: np.ndarray, sim: np.ndarray) -> float:
     """Kling-Gupta efficiency (2009); NaN when undefined."""
     o, s = _pairs(obs, sim)
-    if len(o) < 2 or o.std() == 0 or s.std() == 0 or o.mean() == 0:
+    if len(o) < 2 or not _varies(o) or not _varies(s) or o.mean() == 0:
         return float("nan")
     r = float(np.corrcoef(o, s)[0, 1])
     return float(1 - np.sqrt((r - 1) ** 2 + (s.std() / o.std() - 1) ** 2
@@ -124,6 +130,11 @@ def attach_observed(forecasts: pd.DataFrame, level: pd.Series,
     return out
 
 
+_LEAD_COLUMNS: Final = ["model", "horizon_h", "n", "rmse", "mae", "nse", "kge", "n_event",
+                        "rmse_event", "mae_event", "nse_event", "kge_event", "coverage",
+                        "coverage_high"]
+
+
 def lead_scores(paired: pd.DataFrame, events: pd.Series, high_water_m: float) -> pd.DataFrame:
     """Per (model, horizon_h): n, rmse/mae/nse/kge on all hours and in event windows
     (``_event``), coverage of [q10, q90] on all and on high-water hours, and skill vs the
@@ -138,25 +149,41 @@ def lead_scores(paired: pd.DataFrame, events: pd.Series, high_water_m: float) ->
     for (model, h), g in df.groupby(["model", "horizon_h"], sort=True):
         o, s = g["obs"].to_numpy(), g["level"].to_numpy()
         e = g["_ev"].to_numpy()
+        scored = np.isfinite(o) & np.isfinite(s)      # the pairs _pairs keeps
         inside = (o >= g["q10"].to_numpy()) & (o <= g["q90"].to_numpy())
         has_band = g["q10"].notna().to_numpy() & np.isfinite(o)
         hw = has_band & (o >= high_water_m)
         rows.append({
-            "model": model, "horizon_h": int(str(h)), "n": int(np.isfinite(o - s).sum()),
+            "model": model, "horizon_h": int(str(h)), "n": int(scored.sum()),
             "rmse": rmse(o, s), "mae": mae(o, s), "nse": nse(o, s), "kge": kge(o, s),
-            "n_event": int(np.isfinite(o[e] - s[e]).sum()), "rmse_event": rmse(o[e], s[e]),
+            "n_event": int(scored[e].sum()), "rmse_event": rmse(o[e], s[e]),
             "mae_event": mae(o[e], s[e]), "nse_event": nse(o[e], s[e]),
             "kge_event": kge(o[e], s[e]),
             "coverage": float(inside[has_band].mean()) if has_band.any() else float("nan"),
             "coverage_high": float(inside[hw].mean()) if hw.any() else float("nan"),
         })
-    out = pd.DataFrame(rows)
-    if "persistence" in set(out.get("model", [])):
-        ref = out[out["model"] == "persistence"].set_index("horizon_h")
-        for col in ("rmse", "rmse_event"):
-            base = out["horizon_h"].map(ref[col]).to_numpy()
-            out[f"skill{col[4:]}"] = 1.0 - out[col].to_numpy() / base
+    out = pd.DataFrame(rows, columns=_LEAD_COLUMNS)
+    if "persistence" in set(out["model"]):
+        # on the (issue, lead) pairs both have scored: (horizon_h, valid_at) names the issue
+        ok = df[np.isfinite(df["obs"].to_numpy()) & np.isfinite(df["level"].to_numpy())]
+        ref = ok.loc[ok["model"] == "persistence", ["horizon_h", "valid_at", "level"]]
+        both = ok.merge(ref.drop_duplicates(["horizon_h", "valid_at"]),
+                        on=["horizon_h", "valid_at"], suffixes=("", "_ref"))
+        skill = {}
+        for (model, h), g in both.groupby(["model", "horizon_h"]):
+            o, s, p = (g[c].to_numpy() for c in ("obs", "level", "level_ref"))
+            e = g["_ev"].to_numpy()
+            skill[(model, int(str(h)))] = (_skill(o, s, p), _skill(o[e], s[e], p[e]))
+        keys = list(zip(out["model"], out["horizon_h"], strict=True))
+        out["skill"] = [skill.get(k, (np.nan, np.nan))[0] for k in keys]
+        out["skill_event"] = [skill.get(k, (np.nan, np.nan))[1] for k in keys]
     return out
+
+
+def _skill(obs: np.ndarray, sim: np.ndarray, ref: np.ndarray) -> float:
+    """1 - RMSE(sim) / RMSE(ref) on the same pairs; NaN without pairs or when ref is perfect."""
+    base = rmse(obs, ref)
+    return 1.0 - rmse(obs, sim) / base if base > 0 else float("nan")
 
 
 def peak_errors(paired: pd.DataFrame, level: pd.Series, events: pd.Series) -> pd.DataFrame:
@@ -167,8 +194,8 @@ def peak_errors(paired: pd.DataFrame, level: pd.Series, events: pd.Series) -> pd
     df = paired.assign(event=ev.to_numpy())
     df = df[(df["event"] > 0) & df["level"].notna()]
     if df.empty:
-        return pd.DataFrame(columns=["model", "horizon_h", "event", "obs_peak_m", "obs_peak_at",
-                                     "fc_peak_m", "fc_peak_at", "peak_error_m",
+        return pd.DataFrame(columns=["model", "horizon_h", "event", "fc_peak_m", "fc_peak_at",
+                                     "obs_peak_m", "obs_peak_at", "peak_error_m",
                                      "peak_error_pct", "timing_error_h"])
     best = df.loc[df.groupby(["model", "horizon_h", "event"])["level"].idxmax()]
     out = pd.DataFrame({
