@@ -7,11 +7,11 @@ import re
 from fastapi.testclient import TestClient
 from helpers import context
 from sqlalchemy.engine import Engine
+from test_app import NOW
 
 from forecast.api.app import create_app
 from forecast.api.docs import ASSETS
 from forecast.catalogue import load_catalogue
-from test_app import NOW
 
 
 def test_docs_pages_load_only_vendored_assets(engine: Engine, reference_catalogue_path) -> None:  # type: ignore[no-untyped-def]
