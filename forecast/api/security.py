@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 from fastapi import FastAPI, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
@@ -100,8 +101,9 @@ def require(role: Role) -> Callable[..., Principal]:
     authenticator reads the headers itself, and the sign-in cookie.)"""
 
     def dependency(request: Request,
-                   _bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
-                   _key: str | None = Security(_API_KEY)) -> Principal:
+                   _bearer: Annotated[HTTPAuthorizationCredentials | None,
+                                      Security(_BEARER)] = None,
+                   _key: Annotated[str | None, Security(_API_KEY)] = None) -> Principal:
         auth: Authenticator = request.app.state.auth
         principal = auth.authenticate(request.headers, request.url.path, request.cookies)
         if auth.limiter is not None and not auth.limiter.allow(principal.subject):
