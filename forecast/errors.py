@@ -26,6 +26,7 @@ possible, what to do about it.
     ├── DeliveryError                a notification not delivered (Slack, webhook, CAP); .retryable
     ├── NotFoundError                an API request for something that does not exist (404)
     ├── InvalidRequestError          an API request with impossible parameters (422)
+    ├── ConflictError                an action the current state does not allow (409)
     ├── AccessError                  a request refused by access control
     │   ├── AuthenticationError      no, bad, expired or revoked credentials (HTTP 401)
     │   └── PermissionDeniedError    authenticated, but without the role (HTTP 403)
@@ -195,6 +196,10 @@ class NotFoundError(ForecastError):
 
 class InvalidRequestError(ForecastError):
     """An API request whose parameters cannot be served, e.g. a window of 10 years (422)."""
+
+
+class ConflictError(ForecastError):
+    """An action the current state does not allow, e.g. acknowledging twice (HTTP 409)."""
 
 
 class AccessError(ForecastError):

@@ -24,7 +24,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from forecast.errors import ConfigError, ForecastError
+from forecast.errors import (
+    ConfigError,
+    ConflictError,
+    ForecastError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from forecast.pipeline.context import Context
 from forecast.storage import api_keys, audit
 from forecast.storage.engine import transaction
@@ -62,10 +68,10 @@ def create_key(ctx: Context, *, name: str, roles: list[str], actor: str,
     ``ForecastError`` for an unknown role or an empty name."""
     name = name.strip()
     if not name:
-        raise ForecastError("give the key a name (who or what uses it)")
+        raise InvalidRequestError("give the key a name (who or what uses it)")
     bad = [r for r in roles if r not in ROLE_NAMES]
     if bad or not roles:
-        raise ForecastError(f"roles must be some of {', '.join(ROLE_NAMES)} (got "
+        raise InvalidRequestError(f"roles must be some of {', '.join(ROLE_NAMES)} (got "
                             f"{', '.join(bad) or 'none'})")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     now = ctx.clock.now()
@@ -85,9 +91,9 @@ def revoke_key(ctx: Context, key_id: str, *, actor: str) -> None:
     now = ctx.clock.now()
     with transaction(ctx.engine, "revoking an API key") as conn:
         if api_keys.get_key(conn, key_id) is None:
-            raise ForecastError(f"no API key {key_id!r} (forecast keys list shows them)")
+            raise NotFoundError(f"no API key {key_id!r} (forecast keys list shows them)")
         if not api_keys.revoke_key(conn, key_id, at=now, by=actor):
-            raise ForecastError(f"API key {key_id!r} is already revoked")
+            raise ConflictError(f"API key {key_id!r} is already revoked")
         audit.audit(conn, at=now, actor=actor, action="key.revoke", target=key_id)
 
 

@@ -32,7 +32,7 @@ from forecast.alerts.lifecycle import Stream, StreamState, acknowledge, step, st
 from forecast.alerts.notice import LeadForecast, Notice, StreamInput
 from forecast.alerts.rules import assess, overflow_gauges, river_ladder
 from forecast.catalogue import AlertLevel, River
-from forecast.errors import ForecastError
+from forecast.errors import ConflictError, ForecastError, NotFoundError
 from forecast.features.crisis import SILENCE_NOT_LOW_WATER
 from forecast.frames import LEVEL, Flag
 from forecast.notify.cap import cap_xml
@@ -292,22 +292,22 @@ def acknowledge_notification(ctx: Context, notification_id: int, *, user: str,
     with transaction(ctx.engine, "acknowledging a notification") as conn:
         row = alerts.get_notification(conn, notification_id)
         if row is None:
-            raise ForecastError(f"no notification {notification_id} (forecast notifications "
+            raise NotFoundError(f"no notification {notification_id} (forecast notifications "
                                 "list shows them)")
         if row["state"] not in alerts.ACTIVE:
-            raise ForecastError(f"notification {notification_id} is {row['state']}: only an "
+            raise ConflictError(f"notification {notification_id} is {row['state']}: only an "
                                 "active one can be acknowledged")
         stream = Stream(row["river_id"], row["gauge"], row["topic"])
         states = alerts.read_streams(conn, row["river_id"], lock=True)
         stored = states[stream.key]["state"] if stream.key in states else {}
         state = StreamState.from_json(stored)
         if state.event_key != row["event_key"]:
-            raise ForecastError(f"notification {notification_id} belongs to an event that "
+            raise ConflictError(f"notification {notification_id} belongs to an event that "
                                 "is no longer open")
         try:
             after, notice = acknowledge(stream, state, user=user, at=now, note=note)
         except ValueError as exc:
-            raise ForecastError(str(exc)) from exc
+            raise ConflictError(str(exc)) from exc
         alerts.put_stream(conn, stream_key=stream.key, river_id=stream.river_id,
                           gauge=stream.gauge, topic=stream.topic,
                           state={**after.to_json(), EVALUATED_AT: stored.get(EVALUATED_AT)},

@@ -14,10 +14,12 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as FPath
 
 from forecast.api.auth import Principal, Role
 from forecast.api.security import require
 from forecast.api.v1.schemas import (
+    PROBLEMS,
     Acknowledge,
     AuditEntry,
     ForecastOut,
@@ -36,6 +38,7 @@ from forecast.errors import CatalogueError, NotFoundError
 from forecast.pipeline import access, views
 from forecast.pipeline.context import Context
 
+MAX_ID = 2**31 - 1   # ids are 32-bit integers in both databases
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
@@ -56,7 +59,7 @@ def _river(r: River) -> RiverOut:
 
 def router(ctx: Context, data_label: str) -> APIRouter:
     """The ``/v1`` router on ``ctx``."""
-    api = APIRouter(prefix="/v1")
+    api = APIRouter(prefix="/v1", responses=PROBLEMS)
 
     def river_or_404(river_id: str) -> River:
         try:
@@ -122,7 +125,7 @@ def router(ctx: Context, data_label: str) -> APIRouter:
 
     @api.post("/notifications/{notification_id}/acknowledge", response_model=NotificationOut,
               tags=["notifications"])
-    def acknowledge(notification_id: int, who: Operator,
+    def acknowledge(notification_id: Annotated[int, FPath(ge=1, le=MAX_ID)], who: Operator,
                     body: Acknowledge | None = None) -> NotificationOut:
         from forecast.pipeline.notify import acknowledge_notification
 
@@ -139,7 +142,8 @@ def router(ctx: Context, data_label: str) -> APIRouter:
 
     @api.post("/keys", response_model=NewKey, status_code=201, tags=["admin"])
     def create_key(body: KeyIn, who: Admin) -> NewKey:
-        key, rec = access.create_key(ctx, name=body.name, roles=body.roles, actor=who.label,
+        key, rec = access.create_key(ctx, name=body.name, roles=list(body.roles),
+                                     actor=who.label,
                                      days=body.days)
         row = next(k for k in access.list_keys(ctx) if k["key_id"] == rec.key_id)
         return NewKey(key=key, **row)

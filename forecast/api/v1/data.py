@@ -18,6 +18,7 @@ from pydantic import AwareDatetime
 from forecast.api.auth import Principal, Role
 from forecast.api.security import require
 from forecast.api.v1.schemas import (
+    PROBLEMS,
     ArchiveOut,
     Feature,
     FeatureCollection,
@@ -63,7 +64,7 @@ def _flag_name(v: int) -> str:
 
 
 def router(ctx: Context, data_label: str) -> APIRouter:
-    api = APIRouter(prefix="/v1")
+    api = APIRouter(prefix="/v1", responses=PROBLEMS)
 
     def river_or_404(river_id: str) -> River:
         try:
@@ -97,7 +98,7 @@ def router(ctx: Context, data_label: str) -> APIRouter:
 
     @api.get("/rivers/{river_id}/forecasts", response_model=ArchiveOut, tags=["forecasts"])
     def archive(river_id: str, issued_at: AwareDatetime, who: Viewer,
-                revision: int | None = Query(None, ge=1)) -> ArchiveOut:
+                revision: int | None = Query(None, ge=1, le=10_000)) -> ArchiveOut:
         river_or_404(river_id)
         _window(issued_at - timedelta(hours=1), issued_at, issued_at, timedelta(hours=1))
         frame = views.forecast_archive(ctx, river_id, issued_at.astimezone(UTC))
@@ -120,7 +121,8 @@ def router(ctx: Context, data_label: str) -> APIRouter:
 
     @api.get("/runs", response_model=RunsPage, tags=["runs"])
     def runs(who: Viewer, limit: int = Query(20, ge=1, le=200),
-             cursor: int | None = Query(None, ge=1, description="next_cursor of a page"),
+             cursor: int | None = Query(None, ge=1, le=2**31 - 1,
+                                        description="next_cursor of a page"),
              kind: str | None = Query(None, pattern="^(tick|cycle)$")) -> RunsPage:
         rows = views.runs(ctx, limit=limit + 1, before_id=cursor, kind=kind)
         page = [RunOut.model_validate(r) for r in rows[:limit]]

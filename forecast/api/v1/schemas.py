@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -93,9 +93,13 @@ class Acknowledge(BaseModel):
     note: str | None = Field(default=None, max_length=500)
 
 
+RoleName = Literal["viewer", "operator", "hydrologist", "admin"]
+
+
 class KeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-    roles: list[str] = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=128, pattern=r"\S",
+                      description="who or what uses the key")
+    roles: list[RoleName] = Field(min_length=1)
     days: int | None = Field(default=365, ge=1, le=3650)
 
 
@@ -223,3 +227,22 @@ class ModelVersionOut(BaseModel):
     version: str
     champion: bool
     details: dict[str, Any]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": text, "content": {"application/problem+json": {}}}
+    for code, text in ((401, "not signed in"), (403, "not allowed"), (404, "not found"),
+                       (409, "conflict with the current state"), (422, "invalid request"),
+                       (429, "too many requests"))}
+"""The problems every /v1 endpoint may answer with (declared for the OpenAPI document)."""
