@@ -223,6 +223,11 @@ class Authenticator:
             self._failed(message, path, principal.label)
             raise PermissionDeniedError(message)
 
+    def refuse(self, message: str, path: str, principal: Principal) -> None:
+        """Refuse (``PermissionDeniedError``, audited) for a reason other than the role."""
+        self._failed(message, path, principal.label)
+        raise PermissionDeniedError(message)
+
     def _principal(self, headers: Any, cookies: Any = None) -> Principal:
         raw = headers.get("authorization") or ""
         key = headers.get("x-api-key")

@@ -7,7 +7,9 @@
 * ``build_authenticator``: the organisation's issuer (``FORECAST_AUTH_*``), the development
   issuer (``FORECAST_AUTH_DEV``), API keys from the database, the audit of every refusal and
   a rate limit per caller;
-* ``require(role)``: the FastAPI dependency every protected endpoint declares.
+* ``require(role)``: the FastAPI dependency every protected endpoint declares; a POST
+  authenticated by the page's cookie (no Authorization header) also needs
+  ``X-Requested-With: forecast-page`` (CSRF, besides the cookie's SameSite=Strict).
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 
-from forecast.api.auth import Authenticator, Principal, RateLimiter, Role, TokenVerifier
+from forecast.api.auth import (
+    SESSION_COOKIE,
+    Authenticator,
+    Principal,
+    RateLimiter,
+    Role,
+    TokenVerifier,
+)
 from forecast.errors import AuthenticationError
 from forecast.pipeline import access
 from forecast.pipeline.context import Context
@@ -88,6 +97,17 @@ def build_authenticator(ctx: Context) -> Authenticator:
                          limiter=RateLimiter(rate=s.rate_limit, burst=4 * s.rate_limit))
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PAGE_HEADER = "forecast-page"
+"""``X-Requested-With`` value the page's script sends on POSTs (a cross-site form cannot)."""
+
+
+def _by_cookie(request: Request) -> bool:
+    h = request.headers
+    return not h.get("authorization") and h.get("x-api-key") is None and \
+        bool(request.cookies.get(SESSION_COOKIE))
+
+
 def require(role: Role) -> Callable[[Request], Principal]:
     """A dependency: the authenticated caller, refused unless allowed to act as ``role``."""
 
@@ -99,6 +119,11 @@ def require(role: Role) -> Callable[[Request], Principal]:
 
             raise HTTPException(429, "too many requests from this caller; slow down")
         auth.authorise(principal, role, request.url.path)
+        if request.method not in SAFE_METHODS and _by_cookie(request) and \
+                request.headers.get("x-requested-with") != PAGE_HEADER:
+            # CSRF: besides SameSite=Strict, a page POST must come from our script
+            auth.refuse(f"a request signed in by the page's cookie needs the header "
+                        f"X-Requested-With: {PAGE_HEADER}", request.url.path, principal)
         request.state.principal = principal
         return principal
 
