@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BBOX = (135.6, 33.55, 137.3, 35.45)   # lon_min, lat_min, lon_max, lat_max
+BBOX = (134.9, 33.2, 137.9, 35.8)   # lon_min, lat_min, lon_max, lat_max
 OUT = Path(__file__).resolve().parent / "static" / "geo" / "mie-land.geojson"
 
 Ring = list[tuple[float, float]]

@@ -188,7 +188,8 @@ def hydrograph(ctx: Context, state: RiverState, hours: int = 24,
         prev = t
     p50 = band = ""
     if len(run):
-        pts = [(state.issued_at, state.observed_m)] if state.observed_m is not None else []
+        known = obs[(obs["time"] <= pd.Timestamp(state.issued_at)) & obs["value"].notna()]
+        pts = ([(state.issued_at, float(known["value"].iloc[-1]))] if len(known) else [])
         leads = [(t, float(q)) for t, q in zip(run["valid_at"], run["q50"], strict=True)]
         p50 = " ".join(f"{'M' if i == 0 else 'L'}{_fmt(x(t))},{_fmt(y(v))}"
                        for i, (t, v) in enumerate(pts + leads))

@@ -5,7 +5,9 @@
   const el = document.getElementById("map");
   if (!el || typeof L === "undefined") return;
   const en = el.dataset.lang === "en";
-  const map = L.map(el, { zoomSnap: 0.25, attributionControl: false, preferCanvas: false });
+  const map = L.map(el, { zoomSnap: 0.25, attributionControl: false, zoomAnimation: false,
+    fadeAnimation: false, markerZoomAnimation: false, minZoom: 7, maxZoom: 13,
+    maxBounds: [[33.2, 134.9], [35.8, 137.9]] });
   map.setView([34.6, 136.4], 8);
 
   function get(url) {
@@ -38,17 +40,13 @@
           permanent: p.level >= 1, direction: "right", className: "gauge-label" });
         m.on("click", function () { window.location.href = p.href; });
         m.bindPopup(name + " (" + p.gauge_ja + "): " + level);
-        m.getElement && m.on("add", function () {
-          const e = m.getElement();
-          if (e) { e.setAttribute("data-gauge", p.river); e.setAttribute("data-level", p.level); }
-        });
       },
     }).addTo(map);
     layer.eachLayer(function (m) {
       const e = m.getElement && m.getElement();
       if (e) { e.setAttribute("data-gauge", m.feature.properties.river); e.setAttribute("data-level", m.feature.properties.level); }
     });
-    if (gauges.length) map.fitBounds(layer.getBounds().pad(0.25), { maxZoom: 10 });
+    if (gauges.length) map.fitBounds(layer.getBounds().pad(0.3), { maxZoom: 10, animate: false });
     el.dataset.ready = "true";
   }).catch(function (err) {
     el.dataset.error = String(err);

@@ -76,5 +76,5 @@
   }
   poll();
 
-  window.forecastPage = { acknowledge: acknowledge, poll: poll };
+  window.forecastPage = { acknowledge: acknowledge, poll: poll, etag: function () { return etag; } };
 })();
