@@ -8,10 +8,10 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from world import World, build_world  # noqa: E402
+from world import World, build_world
 
-from forecast.api.app import create_app  # noqa: E402
-from forecast.api.auth import SESSION_COOKIE  # noqa: E402
+from forecast.api.app import create_app
+from forecast.api.auth import SESSION_COOKIE
 
 
 @pytest.fixture(scope="package")

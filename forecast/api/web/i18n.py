@@ -53,6 +53,8 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "updated": ("新しい予測を読み込みました", "A new forecast has been loaded"),
     "refused": ("確認できません: ", "Cannot acknowledge: "),
     "failed": ("通信エラー: ", "Network error: "),
+    "forbidden": ("権限がありません（確認には operator ロールが必要です）",
+                  "Not allowed (acknowledging needs the operator role)"),
     "provisional": ("暫定値を含む", "provisional values"),
     "cap_feed": ("CAP フィード (Atom)", "CAP feed (Atom)"),
     "model": ("モデル", "Model"),

@@ -187,7 +187,7 @@ def hydrograph(ctx: Context, state: RiverState, hours: int = 24,
         parts.append(f"{cmd}{_fmt(x(t))},{_fmt(y(float(v)))}")
         prev = t
     p50 = band = ""
-    if len(run):
+    if len(run) and state.issued_at is not None:
         known = obs[(obs["time"] <= pd.Timestamp(state.issued_at)) & obs["value"].notna()]
         pts = ([(state.issued_at, float(known["value"].iloc[-1]))] if len(known) else [])
         leads = [(t, float(q)) for t, q in zip(run["valid_at"], run["q50"], strict=True)]

@@ -37,7 +37,7 @@
         const name = en ? p.name_en : p.name_ja;
         const level = p.observed_m === null ? "—" : p.observed_m.toFixed(2) + " m";
         m.bindTooltip(name + (p.level_ja ? " " + p.level_ja : ""), {
-          permanent: p.level >= 1, direction: "right", className: "gauge-label" });
+          permanent: p.level >= 1, direction: "right", offset: [10, 0], className: "gauge-label" });
         m.on("click", function () { window.location.href = p.href; });
         m.bindPopup(name + " (" + p.gauge_ja + "): " + level);
       },

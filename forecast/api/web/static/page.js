@@ -40,7 +40,8 @@
       const problem = await response.json();
       detail = response.status + " " + (problem.title || "") + ": " + (problem.detail || "");
     } catch (err) { /* not a problem document */ }
-    if (msg) msg.textContent = body.dataset.msgRefused + detail;
+    const lead = response.status === 403 ? body.dataset.msgForbidden + " " : body.dataset.msgRefused;
+    if (msg) msg.textContent = lead + "(" + detail + ")";
     if (button) button.disabled = false;
     return false;
   }
