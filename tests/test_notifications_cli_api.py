@@ -100,5 +100,15 @@ def test_api_lists_notifications_and_serves_the_cap_feed(filled: Context) -> Non
     xmlschema.XMLSchema(CAP_XSD).validate(cap.text)
     assert "<msgType>Update</msgType>" in cap.text   # the newest of its event
     assert client.get("/cap/nope.xml").status_code == 404
-    page = client.get("/").text
+    assert client.get("/", follow_redirects=False).status_code == 303   # the page signs in
+    from dataclasses import replace
+
+    from forecast.api.auth import SESSION_COOKIE
+    from forecast.pipeline.access import dev_issuer
+
+    dev = replace(filled, settings=filled.settings.model_copy(update={"auth_dev": True}))
+    page_client = TestClient(create_app(dev))
+    page_client.cookies.set(SESSION_COOKIE, dev_issuer(dev).mint(
+        subject="u-1", name="suzuki", roles=["viewer"]))
+    page = page_client.get("/").text
     assert "水位予測通知" in page and "氾濫注意水位" in page

@@ -7,16 +7,14 @@ data are labelled in every response that shows them. Outputs are forecast notifi
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pandas as pd
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from forecast import __version__
@@ -91,6 +89,12 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
 
     app.include_router(v1_data.router(ctx, data_label))
     app.include_router(signin.router(ctx))
+    from fastapi.staticfiles import StaticFiles
+
+    from forecast.api import web
+
+    app.include_router(web.router(ctx, data_label))   # the staff page at / and /rivers/…
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     if ctx.settings.auth_dev:
         from forecast.api import devoidc
 
@@ -207,75 +211,5 @@ def create_app(ctx: Context, *, scheduler: bool | Scheduler = False) -> FastAPI:
         if xml is None:
             raise HTTPException(404, f"no CAP message {identifier!r}")
         return Response(xml, media_type="application/cap+xml")
-
-    @app.get("/", response_class=HTMLResponse)
-    def index() -> str:
-        latest = views.latest_forecasts(ctx)
-        runs: dict[str, dict[str, Any]] = {
-            str(rec["river_id"]): {str(k): v for k, v in rec.items()}
-            for rec in latest.drop_duplicates("river_id").to_dict("records")}
-
-        def river_status(r: River) -> str:
-            run = runs.get(r.id)
-            if run is None:
-                return "no forecast"
-            when = (run["issued_at"] + pd.Timedelta(hours=9)).strftime("%m-%d %H:%M JST")
-            if run["low_confidence"]:
-                why = html.escape("; ".join(run["reasons"]))
-                return f"<b>data problem / 低信頼</b> ({when}): {why}"
-            return f"forecast {when}"
-
-        ready = status.readiness(ctx)
-        last = ready.last_tick
-        def jst(t: datetime) -> str:
-            return (pd.Timestamp(t) + pd.Timedelta(hours=9)).strftime("%m-%d %H:%M JST")
-
-        tick_line = ("no scheduled tick has run yet" if last is None else
-                     f"last tick: issue time {jst(last['issued_at'])} ({last['status']})")
-        state = ("on time" if ready.ready else
-                 "<b>LATE</b>: " + html.escape("; ".join(ready.problems)))
-        stale = (f"{len(ready.stale)} stale input(s): " + html.escape("; ".join(ready.stale[:5]))
-                 + (" …" if len(ready.stale) > 5 else "")) if ready.stale else "no stale inputs"
-        strip = (f"<p>{tick_line} — {state} — {stale} — now {jst(ctx.clock.now())}"
-                 "</p>")
-        active = views.notifications(ctx, active=True)
-
-        def notice_row(n: dict[str, Any]) -> str:
-            msg = n["last_message"] or {}
-            colour = (msg.get("level") or {}).get("colour", "#888888")
-            text = html.escape(str(msg.get("summary_ja") or msg.get("title_ja") or ""))
-            ack = (f"確認済 {html.escape(str(n['acknowledged_by']))}"
-                   if n["acknowledged_by"] else "未確認")
-            return (f"<tr><td style='border-left:8px solid {colour}'>{n['id']}</td>"
-                    f"<td>{html.escape(n['river_id'])}</td><td>{n['level_name_ja']}</td>"
-                    f"<td>{jst(n['raised_at'])}</td><td>{text}</td><td>{ack}</td></tr>")
-
-        panel = ("<h2>水位予測通知 (forecast notifications)</h2>"
-                 + ("<p>none active</p>" if not active else
-                    "<table border=1><tr><th>#</th><th>river</th><th>level</th>"
-                    "<th>raised</th><th>message</th><th>ack</th></tr>"
-                    + "".join(notice_row(n) for n in active) + "</table>")
-                 + "<p><a href='/cap/feed.atom'>CAP feed (Atom)</a></p>")
-        rows = "".join(
-            f"<tr><td>{r.name_ja}</td><td>{r.name_en}</td><td>{r.gauge.name_ja}</td>"
-            f"<td>{' / '.join(f'{v:.2f}' for _, v in r.thresholds.ladder())}</td>"
-            f"<td>{river_status(r)}</td>"
-            f"<td>{'provisional: ' + ', '.join(r.provisional_parts) if r.provisional_parts else ''}"
-            "</td></tr>"
-            for r in catalogue.rivers
-        )
-        return (
-            "<!doctype html><html lang='ja'><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            "<meta http-equiv='refresh' content='60'>"
-            "<title>三重県 水位予測</title>"
-            f"<h1>三重県 水位予測 (water-level forecasts)</h1><p><b>Data: {data_label}</b></p>"
-            f"{strip}{panel}"
-            "<p>水位予測通知 for flood-control staff; not a JMA warning (警報/注意報).</p>"
-            "<table border=1><tr><th>河川</th><th>River</th><th>観測所</th>"
-            "<th>基準水位 m (待機/注意/避難判断/危険)</th><th>latest forecast</th>"
-            "<th>note</th></tr>"
-            f"{rows}</table></html>"
-        )
 
     return app

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from forecast.errors import AuthenticationError, PermissionDeniedError
 
@@ -222,6 +222,11 @@ class Authenticator:
             message = f"this needs the {role.value} role"
             self._failed(message, path, principal.label)
             raise PermissionDeniedError(message)
+
+    def refuse(self, message: str, path: str, principal: Principal) -> NoReturn:
+        """Refuse (``PermissionDeniedError``, audited) for a reason other than the role."""
+        self._failed(message, path, principal.label)
+        raise PermissionDeniedError(message)
 
     def _principal(self, headers: Any, cookies: Any = None) -> Principal:
         raw = headers.get("authorization") or ""

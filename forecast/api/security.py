@@ -7,7 +7,9 @@
 * ``build_authenticator``: the organisation's issuer (``FORECAST_AUTH_*``), the development
   issuer (``FORECAST_AUTH_DEV``), API keys from the database, the audit of every refusal and
   a rate limit per caller;
-* ``require(role)``: the FastAPI dependency every protected endpoint declares.
+* ``require(role)``: the FastAPI dependency every protected endpoint declares; a POST
+  authenticated by the page's cookie (no Authorization header) also needs
+  ``X-Requested-With: forecast-page`` (CSRF, besides the cookie's SameSite=Strict).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 
-from forecast.api.auth import Authenticator, Principal, RateLimiter, Role, TokenVerifier
+from forecast.api.auth import (
+    SESSION_COOKIE,
+    Authenticator,
+    Principal,
+    RateLimiter,
+    Role,
+    TokenVerifier,
+)
 from forecast.errors import AuthenticationError
 from forecast.pipeline import access
 from forecast.pipeline.context import Context
@@ -93,6 +102,15 @@ def build_authenticator(ctx: Context) -> Authenticator:
 _BEARER = HTTPBearer(auto_error=False, description="an OIDC access token (Entra ID) or an "
                      "API key fk_…")
 _API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key fk_…")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PAGE_HEADER = "forecast-page"
+"""``X-Requested-With`` value the page's script sends on POSTs (a cross-site form cannot)."""
+
+
+def _by_cookie(request: Request) -> bool:
+    h = request.headers
+    return not h.get("authorization") and h.get("x-api-key") is None and \
+        bool(request.cookies.get(SESSION_COOKIE))
 
 
 def require(role: Role) -> Callable[..., Principal]:
@@ -111,6 +129,11 @@ def require(role: Role) -> Callable[..., Principal]:
 
             raise HTTPException(429, "too many requests from this caller; slow down")
         auth.authorise(principal, role, request.url.path)
+        if request.method not in SAFE_METHODS and _by_cookie(request) and \
+                request.headers.get("x-requested-with") != PAGE_HEADER:
+            # CSRF: besides SameSite=Strict, a page POST must come from our script
+            auth.refuse(f"a request signed in by the page's cookie needs the header "
+                        f"X-Requested-With: {PAGE_HEADER}", request.url.path, principal)
         request.state.principal = principal
         return principal
 

@@ -129,3 +129,45 @@ def observations(ctx: Context, station: str, start: datetime, end: datetime
     """Stored readings of one station (every variable) in [start, end), with flags."""
     with transaction(ctx.engine, "reading observations") as conn:
         return read_observations(conn, station_ids=[station], start=start, end=end)
+
+
+def catchment_rain(ctx: Context, river_id: str, start: datetime, end: datetime) -> pd.Series:
+    """Observed catchment rain of one river (mm over the hour ending at each whole hour in
+    [start, end]), weighted over its rain gauges as the features read it; NaN = unknown."""
+    from forecast.features import river_hourly
+    from forecast.frames import RAIN
+
+    river = ctx.catalogue.river(river_id)
+    codes = [g.code for g in river.rain_gauges]
+    idx = pd.date_range(pd.Timestamp(start).ceil("h"), pd.Timestamp(end).floor("h"), freq="h")
+    if not codes:
+        return pd.Series(float("nan"), index=idx, name=RAIN, dtype="float64")
+    with transaction(ctx.engine, "reading rain observations") as conn:
+        obs = read_observations(conn, station_ids=codes, variable=RAIN,
+                                start=start - timedelta(hours=1), end=end)
+    if obs.empty:
+        return pd.Series(float("nan"), index=idx, name=RAIN, dtype="float64")
+    hourly = river_hourly(obs, river, start=idx[0], end=idx[-1])
+    out: pd.Series = hourly[RAIN].reindex(idx)
+    return out
+
+
+def forecast_rain(ctx: Context, river_id: str, at: datetime,
+                  max_age: timedelta = timedelta(hours=6)) -> pd.DataFrame:
+    """The newest forecast-rain vintage for one river's catchment issued at or before ``at``
+    (and no older than ``max_age``): ``product, issued_at, valid_at, value`` (mm over the
+    hour ending at ``valid_at``), empty when there is none."""
+    from forecast.storage.rain import read_rain_vintages
+
+    with transaction(ctx.engine, "reading forecast rain") as conn:
+        v = read_rain_vintages(conn, catchment_id=river_id, issued_before=at,
+                               issued_after=at - max_age)
+    v = v[v["valid_at"] > v["issued_at"]]
+    if v.empty:
+        empty: pd.DataFrame = v.drop(columns="catchment_id").reset_index(drop=True)
+        return empty
+    newest = v["issued_at"].max()
+    v = v[v["issued_at"] == newest].sort_values(["valid_at", "product"])
+    v = v.drop_duplicates("valid_at", keep="first")
+    out: pd.DataFrame = v.drop(columns="catchment_id").reset_index(drop=True)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,13 +13,30 @@ from helpers import context, run
 from sqlalchemy.engine import Engine
 
 from forecast.api.app import create_app
+from forecast.api.auth import SESSION_COOKIE
 from forecast.catalogue import load_catalogue
+from forecast.clock import FixedClock
 from forecast.errors import MigrationError
+from forecast.pipeline.access import dev_issuer
+from forecast.pipeline.context import Context
+from forecast.settings import load_settings
 from forecast.storage.engine import create_engine
 from forecast.storage.forecasts import save_forecast
 from forecast.storage.observations import upsert_observations
 
 NOW = datetime(2024, 7, 1, 12, tzinfo=UTC)
+
+
+def _signed_in(engine: Engine, catalogue_path: Path, tmp_path: Path) -> TestClient:
+    """A client of an app accepting the development issuer, signed in (the page's cookie)
+    as a viewer."""
+    settings = load_settings({"FORECAST_AUTH_DEV": "true", "FORECAST_DATA_DIR": str(tmp_path)})
+    ctx = Context.of(engine, load_catalogue(catalogue_path), clock=FixedClock(NOW),
+                     settings=settings)
+    client = TestClient(create_app(ctx))
+    client.cookies.set(SESSION_COOKIE, dev_issuer(ctx).mint(subject="u-1", name="suzuki",
+                                                            roles=["viewer"]))
+    return client
 
 
 def _write(engine: Engine, source: str) -> None:
@@ -30,7 +48,7 @@ def _write(engine: Engine, source: str) -> None:
 
 @pytest.mark.parametrize("source", ["simulated", "kotogawa_csv"])
 def test_rivers_observations_and_data_label(engine: Engine, reference_catalogue_path,  # type: ignore[no-untyped-def]
-                                            source: str) -> None:
+                                            source: str, tmp_path: Path) -> None:
     _write(engine, source)
     client = TestClient(create_app(context(engine, load_catalogue(reference_catalogue_path), NOW)))
     assert client.get("/health").json()["status"] == "ok"
@@ -45,13 +63,14 @@ def test_rivers_observations_and_data_label(engine: Engine, reference_catalogue_
     assert [o["time"] for o in obs["observations"]][:1] == ["2024-07-01T06:00:00+00:00"]
     assert len(obs["observations"]) == 6
     assert obs["simulated"] == (source == "simulated")
-    page = client.get("/").text
-    assert "厚東川" in page and "警報" in page  # the page says it is not a JMA warning
+    assert client.get("/", follow_redirects=False).status_code == 303   # sign in first
+    page = _signed_in(engine, reference_catalogue_path, tmp_path).get("/").text
+    assert "厚東川" in page and "気象庁の警報ではありません" in page  # not a JMA warning
     assert ("SIMULATED" in page) == (source == "simulated")
     assert client.get("/api/rivers/nope/observations").status_code == 404
 
 
-def test_latest_forecasts(engine: Engine, reference_catalogue_path) -> None:  # type: ignore[no-untyped-def]
+def test_latest_forecasts(engine: Engine, reference_catalogue_path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     t = pd.Timestamp(NOW)
     h = np.arange(1, 7)
     fc = pd.DataFrame({"river_id": "koto", "issued_at": t,
@@ -67,8 +86,8 @@ def test_latest_forecasts(engine: Engine, reference_catalogue_path) -> None:  # 
     assert got[0]["valid_at"] == "2024-07-01T13:00:00+00:00"
     assert got[0]["low_confidence"] is True and got[0]["reasons"] == [reason]
     assert got[0]["revision"] == 1
-    page = client.get("/").text
-    assert "data problem" in page and reason in page
+    page = _signed_in(engine, reference_catalogue_path, tmp_path).get("/").text
+    assert "低信頼" in page and reason in page
     # a re-run adds revision 2; the archive shows both, the latest endpoint the newer
     run(engine, save_forecast, fc.assign(q50=fc["q50"] + 1.0), model_variant="full",
         input_cutoff=NOW, degraded=False, inputs={}, created_at=NOW)
