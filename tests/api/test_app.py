@@ -65,7 +65,7 @@ def test_rivers_observations_and_data_label(engine: Engine, reference_catalogue_
     assert obs["simulated"] == (source == "simulated")
     assert client.get("/", follow_redirects=False).status_code == 303   # sign in first
     page = _signed_in(engine, reference_catalogue_path, tmp_path).get("/").text
-    assert "厚東川" in page and "気象庁の警報ではありません" in page  # not a JMA warning
+    assert "厚東川" in page and "気象庁の発表ではありません" in page  # not a JMA product
     assert ("SIMULATED" in page) == (source == "simulated")
     assert client.get("/api/rivers/nope/observations").status_code == 404
 

@@ -196,3 +196,43 @@ def test_english_and_the_page_reloads_when_a_new_run_lands(browser: Browser, bas
     assert page.evaluate("() => window.__marker") is None   # reloaded
     page.context.close()
     assert not errors, errors
+
+
+def test_sign_in_through_the_development_issuer(browser: Browser, world: World) -> None:
+    """Not signed in → /auth/login → the development issuer's form → back on the page as the
+    chosen user (authorization code with PKCE, the session cookie set by the callback)."""
+
+
+    import uvicorn
+
+    from forecast.api.app import create_app
+    from forecast.pipeline.context import Context
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = world.ctx.settings.model_copy(update={"public_url": base})
+    ctx = Context.of(world.ctx.engine, world.cat, clock=world.ctx.clock, settings=settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        context = browser.new_context(viewport=VIEWPORTS["desktop"], locale="ja-JP")
+        page = context.new_page()
+        page.goto(f"{base}/rivers/{world.flooded}")
+        assert "/dev-oidc/authorize" in page.url
+        page.get_by_role("button", name="鈴木").click()
+        page.wait_for_url(f"{base}/rivers/{world.flooded}")
+        cookies = {c["name"]: c for c in context.cookies()}
+        assert cookies[SESSION_COOKIE]["httpOnly"] and cookies[SESSION_COOKIE]["sameSite"] == \
+            "Strict"
+        assert page.locator("svg.hydrograph").first.is_visible()
+        page.screenshot(path=str(ARTIFACTS / "signed-in-desktop.png"), full_page=True)
+        context.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+

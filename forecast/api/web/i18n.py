@@ -14,7 +14,7 @@ LANG_COOKIE: Final = "forecast_lang"
 
 _WORDS: Final[dict[str, tuple[str, str]]] = {
     "title": ("三重県 水位予測", "Mie water-level forecasts"),
-    "subtitle": ("水防担当向け 水位予測通知（気象庁の警報ではありません）",
+    "subtitle": ("水防担当向け 水位予測通知（気象庁の発表ではありません）",
                  "Forecast notifications for flood-control staff (not JMA warnings)"),
     "simulated": ("模擬データ（SIMULATED）: 実測ではありません",
                   "SIMULATED: demo data, not real observations"),
