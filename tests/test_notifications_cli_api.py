@@ -84,29 +84,33 @@ def test_list_ack_cap_and_wrong_input(filled: Context, tmp_path: Path,
 
 
 def test_api_lists_notifications_and_serves_the_cap_feed(filled: Context) -> None:
-    client = TestClient(create_app(filled))
-    got = client.get("/api/notifications", params={"active": "true"}).json()
-    assert {n["level_key"] for n in got["notifications"]} == {"caution", "data"}
-    assert client.get("/api/notifications", params={"river_id": "nope"}).status_code == 404
-    feed = client.get("/cap/feed.atom")
-    assert feed.status_code == 200 and feed.headers["content-type"].startswith(
-        "application/atom+xml")
-    entries = ET.fromstring(feed.content).findall(f"{ATOM}entry")
-    assert len(entries) == 1    # the level stream's open event (data problems have no CAP)
-    link = entries[0].find(f"{ATOM}link").get("href")
-    cap = client.get(link[link.index("/cap/"):])
-    assert cap.status_code == 200 and cap.headers["content-type"].startswith(
-        "application/cap+xml")
-    xmlschema.XMLSchema(CAP_XSD).validate(cap.text)
-    assert "<msgType>Update</msgType>" in cap.text   # the newest of its event
-    assert client.get("/cap/nope.xml").status_code == 404
-    assert client.get("/", follow_redirects=False).status_code == 303   # the page signs in
     from dataclasses import replace
 
     from forecast.api.auth import SESSION_COOKIE
     from forecast.pipeline.access import dev_issuer
 
+    assert TestClient(create_app(filled)).get("/v1/cap/feed.atom").status_code == 401
     dev = replace(filled, settings=filled.settings.model_copy(update={"auth_dev": True}))
+    client = TestClient(create_app(dev))
+    client.headers["Authorization"] = "Bearer " + dev_issuer(dev).mint(
+        subject="u-1", name="suzuki", roles=["viewer"])
+    got = client.get("/v1/notifications", params={"active": "true"}).json()
+    assert {n["level_key"] for n in got} == {"caution", "data"}
+    assert client.get("/v1/notifications", params={"river_id": "nope"}).status_code == 404
+    feed = client.get("/v1/cap/feed.atom")
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith(
+        "application/atom+xml")
+    entries = ET.fromstring(feed.content).findall(f"{ATOM}entry")
+    assert len(entries) == 1    # the level stream's open event (data problems have no CAP)
+    link = entries[0].find(f"{ATOM}link").get("href")
+    cap = client.get(link[link.index("/v1/cap/"):])
+    assert cap.status_code == 200 and cap.headers["content-type"].startswith(
+        "application/cap+xml")
+    xmlschema.XMLSchema(CAP_XSD).validate(cap.text)
+    assert "<msgType>Update</msgType>" in cap.text   # the newest of its event
+    assert client.get("/v1/cap/nope.xml").status_code == 404
+    anonymous = TestClient(create_app(dev))
+    assert anonymous.get("/", follow_redirects=False).status_code == 303   # the page signs in
     page_client = TestClient(create_app(dev))
     page_client.cookies.set(SESSION_COOKIE, dev_issuer(dev).mint(
         subject="u-1", name="suzuki", roles=["viewer"]))

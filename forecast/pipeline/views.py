@@ -44,6 +44,12 @@ def latest_forecasts(ctx: Context, river_id: str | None = None) -> pd.DataFrame:
         return forecasts.latest_forecasts(conn, river_id)
 
 
+def forecasts_version(ctx: Context) -> int | None:
+    """Changes whenever a forecast run is stored (the newest run id)."""
+    with transaction(ctx.engine, "reading the newest forecast run") as conn:
+        return forecasts.newest_run_id(conn)
+
+
 def forecast_archive(ctx: Context, river_id: str, issued_at: datetime) -> pd.DataFrame:
     """Every stored revision of one river's forecast for one issue time."""
     with transaction(ctx.engine, "reading the forecast archive") as conn:

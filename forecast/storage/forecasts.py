@@ -89,6 +89,13 @@ def latest_forecasts(conn: Connection, river_id: str | None = None) -> pd.DataFr
     return _frame(list(conn.execute(q.order_by(fr.c.river_id, forecast_values.c.horizon_h))))
 
 
+def newest_run_id(conn: Connection) -> int | None:
+    """The id of the newest stored forecast run (any river): a cheap "has anything new been
+    stored?" for caches of the latest forecasts."""
+    got = conn.execute(sa.select(sa.func.max(forecast_runs.c.id))).scalar()
+    return None if got is None else int(got)
+
+
 def forecast_archive(conn: Connection, river_id: str, issued_at: datetime) -> pd.DataFrame:
     """Every stored revision of one river's forecast for one issue time, oldest first."""
     fr = forecast_runs

@@ -1,4 +1,5 @@
-"""API through the app (FastAPI TestClient) on a real migrated database."""
+"""API v1 and the page through the app (FastAPI TestClient) on a real migrated database,
+signed in through the development issuer."""
 
 from __future__ import annotations
 
@@ -50,24 +51,30 @@ def _write(engine: Engine, source: str) -> None:
 def test_rivers_observations_and_data_label(engine: Engine, reference_catalogue_path,  # type: ignore[no-untyped-def]
                                             source: str, tmp_path: Path) -> None:
     _write(engine, source)
-    client = TestClient(create_app(context(engine, load_catalogue(reference_catalogue_path), NOW)))
-    assert client.get("/health").json()["status"] == "ok"
-    rivers = client.get("/api/rivers").json()
-    koto = rivers["rivers"][0]
-    assert koto["thresholds_m"] == {"standby_m": 3.8, "caution_m": 5.0, "evacuation_m": 5.1,
-                                    "danger_m": 5.5}
-    assert koto["provisional"] is True and "catchment" in koto["provisional_parts"]
-    assert rivers["data"].startswith("SIMULATED") == (source == "simulated")
-    obs = client.get("/api/rivers/koto/observations",
-                     params={"hours": 6, "end": "2024-07-01T12:00:00+00:00"}).json()
-    assert [o["time"] for o in obs["observations"]][:1] == ["2024-07-01T06:00:00+00:00"]
+    anonymous = TestClient(create_app(context(engine, load_catalogue(reference_catalogue_path),
+                                              NOW)))
+    assert anonymous.get("/health").json()["status"] == "ok"
+    assert anonymous.get("/v1/rivers").status_code == 401
+    assert anonymous.get("/metrics").status_code == 401
+    assert anonymous.get("/", follow_redirects=False).status_code == 303   # sign in first
+    client = _signed_in(engine, reference_catalogue_path, tmp_path)
+    (koto,) = client.get("/v1/rivers").json()
+    assert [(t["key"], t["level_m"], t["name_ja"]) for t in koto["thresholds"]] == [
+        ("standby", 3.8, "水防団待機水位"), ("caution", 5.0, "氾濫注意水位"),
+        ("evacuation", 5.1, "避難判断水位"), ("danger", 5.5, "氾濫危険水位")]
+    assert "catchment" in koto["provisional"]
+    obs = client.get("/v1/rivers/koto/observations",
+                     params={"start": "2024-07-01T06:00:00+00:00",
+                             "end": "2024-07-01T12:00:00+00:00"}).json()
+    assert [o["time"] for o in obs["observations"]][:1] == ["2024-07-01T06:00:00Z"]
     assert len(obs["observations"]) == 6
-    assert obs["simulated"] == (source == "simulated")
-    assert client.get("/", follow_redirects=False).status_code == 303   # sign in first
-    page = _signed_in(engine, reference_catalogue_path, tmp_path).get("/").text
+    assert obs["data"].startswith("SIMULATED") == (source == "simulated")
+    assert {o["source"] for o in obs["observations"]} == {source}
+    page = client.get("/").text
     assert "厚東川" in page and "気象庁の発表ではありません" in page  # not a JMA product
     assert ("SIMULATED" in page) == (source == "simulated")
-    assert client.get("/api/rivers/nope/observations").status_code == 404
+    assert client.get("/v1/rivers/nope/observations").status_code == 404
+    assert "forecast_ticks" in client.get("/metrics").text
 
 
 def test_latest_forecasts(engine: Engine, reference_catalogue_path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -80,27 +87,27 @@ def test_latest_forecasts(engine: Engine, reference_catalogue_path, tmp_path: Pa
     reason = "crisis gauge silent 5 h; not read as low water"
     run(engine, save_forecast, fc, model_variant="full", input_cutoff=NOW, degraded=False,
         inputs={}, created_at=NOW, low_confidence=True, reasons=[reason])
-    client = TestClient(create_app(context(engine, load_catalogue(reference_catalogue_path), NOW)))
-    got = client.get("/api/forecasts/latest").json()["forecasts"]["koto"]
-    assert [g["horizon_h"] for g in got] == list(range(1, 7))
-    assert got[0]["valid_at"] == "2024-07-01T13:00:00+00:00"
-    assert got[0]["low_confidence"] is True and got[0]["reasons"] == [reason]
-    assert got[0]["revision"] == 1
-    page = _signed_in(engine, reference_catalogue_path, tmp_path).get("/").text
+    client = _signed_in(engine, reference_catalogue_path, tmp_path)
+    (got,) = client.get("/v1/forecasts/latest").json()["forecasts"]
+    assert [g["horizon_h"] for g in got["values"]] == list(range(1, 7))
+    assert got["values"][0]["valid_at"] == "2024-07-01T13:00:00Z"
+    assert got["low_confidence"] is True and got["reasons"] == [reason]
+    assert got["revision"] == 1
+    page = client.get("/").text
     assert "低信頼" in page and reason in page
     # a re-run adds revision 2; the archive shows both, the latest endpoint the newer
     run(engine, save_forecast, fc.assign(q50=fc["q50"] + 1.0), model_variant="full",
         input_cutoff=NOW, degraded=False, inputs={}, created_at=NOW)
-    assert client.get("/api/forecasts/latest").json()["forecasts"]["koto"][0]["revision"] == 2
-    arch = client.get("/api/rivers/koto/forecasts",
+    assert client.get("/v1/forecasts/latest").json()["forecasts"][0]["revision"] == 2
+    arch = client.get("/v1/rivers/koto/forecasts",
                       params={"issued_at": "2024-07-01T21:00:00+09:00"}).json()
     assert [r["revision"] for r in arch["revisions"]] == [1, 2]
     assert arch["revisions"][0]["values"][0]["q50"] == pytest.approx(3.1)
     assert arch["revisions"][1]["values"][0]["q50"] == pytest.approx(4.1)
     assert arch["revisions"][0]["reasons"] == [reason]
-    assert client.get("/api/rivers/koto/forecasts",
+    assert client.get("/v1/rivers/koto/forecasts",
                       params={"issued_at": "2024-07-01T12:00:00"}).status_code == 422
-    assert client.get("/api/rivers/nope/forecasts",
+    assert client.get("/v1/rivers/nope/forecasts",
                       params={"issued_at": "2024-07-01T12:00Z"}).status_code == 404
 
 

@@ -57,9 +57,32 @@ def _river(r: River) -> RiverOut:
         provisional=r.provisional_parts)
 
 
+def _latest(frame: Any, data_label: str) -> LatestForecasts:
+    """The response body of ``/v1/forecasts/latest`` from ``views.latest_forecasts``."""
+    records: list[dict[str, Any]] = ([{str(k): v for k, v in r.items()}
+                                     for r in frame.to_dict("records")])
+    by_river: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by_river.setdefault(str(rec["river_id"]), []).append(rec)
+    out = []
+    for rid, rows in sorted(by_river.items()):
+        first = rows[0]
+        out.append(ForecastOut.model_validate({
+            "river_id": rid, "issued_at": first["issued_at"],
+            "revision": int(first["revision"]), "model_version": first["model_version"],
+            "model_variant": first["model_variant"], "degraded": bool(first["degraded"]),
+            "low_confidence": bool(first["low_confidence"]),
+            "reasons": list(first["reasons"]),
+            "values": [{k: r[k] for k in ("horizon_h", "valid_at", "q10", "q50", "q90")}
+                       for r in sorted(rows, key=lambda r: int(r["horizon_h"]))]}))
+    return LatestForecasts(data=data_label, forecasts=out)
+
+
 def router(ctx: Context, data_label: str) -> APIRouter:
     """The ``/v1`` router on ``ctx``."""
     api = APIRouter(prefix="/v1", responses=PROBLEMS)
+    # the latest forecasts per query, kept until a new forecast run is stored
+    latest_cache: dict[str | None, tuple[int | None, LatestForecasts, str]] = {}
 
     def river_or_404(river_id: str) -> River:
         try:
@@ -85,26 +108,16 @@ def router(ctx: Context, data_label: str) -> APIRouter:
                river_id: str | None = None) -> LatestForecasts | Response:
         if river_id is not None:
             river_or_404(river_id)
-        frame = views.latest_forecasts(ctx, river_id)
-        records: list[dict[str, Any]] = ([{str(k): v for k, v in r.items()}
-                                         for r in frame.to_dict("records")])
-        by_river: dict[str, list[dict[str, Any]]] = {}
-        for rec in records:
-            by_river.setdefault(str(rec["river_id"]), []).append(rec)
-        out = []
-        for rid, rows in sorted(by_river.items()):
-            first = rows[0]
-            out.append(ForecastOut.model_validate({
-                "river_id": rid, "issued_at": first["issued_at"],
-                "revision": int(first["revision"]), "model_version": first["model_version"],
-                "model_variant": first["model_variant"], "degraded": bool(first["degraded"]),
-                "low_confidence": bool(first["low_confidence"]),
-                "reasons": list(first["reasons"]),
-                "values": [{k: r[k] for k in ("horizon_h", "valid_at", "q10", "q50", "q90")}
-                           for r in sorted(rows, key=lambda r: int(r["horizon_h"]))]}))
-        body = LatestForecasts(data=data_label, forecasts=out)
-        etag = '"' + hashlib.sha256(json.dumps(body.model_dump(mode="json"),
-                                               sort_keys=True).encode()).hexdigest()[:32] + '"'
+        version = views.forecasts_version(ctx)
+        cached = latest_cache.get(river_id)
+        if cached is None or cached[0] != version:   # a new run was stored: rebuild
+            body = _latest(views.latest_forecasts(ctx, river_id), data_label)
+            etag = '"' + hashlib.sha256(json.dumps(body.model_dump(mode="json"),
+                                                   sort_keys=True).encode()).hexdigest()[:32] \
+                + '"'
+            cached = (version, body, etag)
+            latest_cache[river_id] = cached
+        _, body, etag = cached
         headers = {"ETag": etag, "Cache-Control": "private, max-age=60, must-revalidate"}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
