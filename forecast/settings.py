@@ -67,6 +67,8 @@ FORECAST_SESSION_SECRET  signs the sign-in flow's cookie (default: a key in the 
 FORECAST_CORS_ORIGINS    comma-separated origins allowed to call the API from a browser
                          (default none)
 FORECAST_RATE_LIMIT      requests per second per caller (default 50, bursts of 4x)
+FORECAST_API_CACHE_S     the latest forecasts are served from memory and checked for a newer
+                         run at most this often (default 1 s; 0: every request)
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ class Settings(BaseModel):
     auth_dev: bool = False
     cors_origins: str = ""
     rate_limit: float = Field(default=50.0, gt=0, le=100_000)
+    api_cache_s: float = Field(default=1.0, ge=0, le=60)
 
     @field_validator("public_url", "webhook_url", "cap_url", "slack_api_url", "auth_issuer",
                      "auth_jwks_url", "auth_authorize_url", "auth_token_url")

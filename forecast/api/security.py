@@ -14,14 +14,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import FastAPI, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.responses import Response
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forecast.api.auth import (
     SESSION_COOKIE,
@@ -40,21 +40,36 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; frame-ancestors 'none'")
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request,
-                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        h = response.headers
-        h.setdefault("Content-Security-Policy", CSP)
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("Referrer-Policy", "no-referrer")
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        tls = request.url.scheme == "https" or request.headers.get(
-            "x-forwarded-proto", "").lower() == "https"
-        if tls:
-            h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        return response
+class SecurityHeaders:
+    """Adds the security headers to every response (a plain ASGI middleware: it only edits
+    the response's start message, so bodies are sent as the app wrote them — one write, no
+    re-streaming)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        tls = scope.get("scheme") == "https" or headers.get(
+            b"x-forwarded-proto", b"").lower() == b"https"
+
+        async def start(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                h = MutableHeaders(scope=message)
+                h.setdefault("Content-Security-Policy", CSP)
+                h.setdefault("X-Content-Type-Options", "nosniff")
+                h.setdefault("Referrer-Policy", "no-referrer")
+                h.setdefault("X-Frame-Options", "DENY")
+                h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                if tls:
+                    h.setdefault("Strict-Transport-Security",
+                                 "max-age=31536000; includeSubDomains")
+            await send(message)
+
+        await self.app(scope, receive, start)
 
 
 def install(app: FastAPI, ctx: Context) -> None:

@@ -216,7 +216,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {what} on http://{settings.http_host}:{settings.http_port}/ "
           "(Ctrl-C to stop)", flush=True)
     uvicorn.run("forecast.api.main:app_from_env", factory=True, host=settings.http_host,
-                port=settings.http_port, log_level="warning")
+                port=settings.http_port, log_level="warning",
+                http="forecast.api.nodelay:NoDelayH11Protocol")   # TCP_NODELAY (see there)
     return 0
 
 

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ def revoke_key(ctx: Context, key_id: str, *, actor: str) -> None:
         if not api_keys.revoke_key(conn, key_id, at=now, by=actor):
             raise ConflictError(f"API key {key_id!r} is already revoked")
         audit.audit(conn, at=now, actor=actor, action="key.revoke", target=key_id)
+    _forget_key(key_id)
 
 
 def list_keys(ctx: Context) -> list[dict[str, Any]]:
@@ -112,13 +113,46 @@ def list_keys(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
+KEY_CACHE_S = 5.0
+"""A key checked against the database is trusted this long in this process (a revocation
+made in this process takes effect at once; one made by another process within 5 s)."""
+_KEY_CACHE: dict[str, tuple[float, str, KeyRecord, datetime | None]] = {}
+_KEY_CACHE_LOCK = threading.Lock()
+
+
+def _forget_key(key_id: str) -> None:
+    with _KEY_CACHE_LOCK:
+        for k in [k for k, v in _KEY_CACHE.items() if v[2].key_id == key_id]:
+            del _KEY_CACHE[k]
+
+
 def lookup_key(ctx: Context, presented: str) -> KeyRecord | None:
-    """The record of a presented key when it is known, unexpired and not revoked."""
+    """The record of a presented key when it is known, unexpired and not revoked (checked
+    against the database at most every ``KEY_CACHE_S`` per key and process)."""
     if not presented.startswith(KEY_PREFIX):
         return None
     key_id, _, secret = presented[len(KEY_PREFIX):].partition("_")
     if not key_id or not secret:
         return None
+    t = time.monotonic()
+    with _KEY_CACHE_LOCK:
+        hit = _KEY_CACHE.get(presented)
+    if hit is not None and t - hit[0] < KEY_CACHE_S and (
+            hit[3] is None or hit[3] > ctx.clock.now()):
+        return hit[2]
+    got = _lookup_key(ctx, key_id, secret)
+    with _KEY_CACHE_LOCK:
+        if got is None:
+            _KEY_CACHE.pop(presented, None)
+        else:
+            if len(_KEY_CACHE) > 10_000:
+                _KEY_CACHE.clear()
+            _KEY_CACHE[presented] = (t, key_id, got[0], got[1])
+    return None if got is None else got[0]
+
+
+def _lookup_key(ctx: Context, key_id: str, secret: str
+                ) -> tuple[KeyRecord, datetime | None] | None:
     now = ctx.clock.now()
     with transaction(ctx.engine, "checking an API key") as conn:
         row = api_keys.get_key(conn, key_id)
@@ -130,7 +164,7 @@ def lookup_key(ctx: Context, presented: str) -> KeyRecord | None:
         last = row["last_used_at"]
         if last is None or now - last > timedelta(minutes=1):
             api_keys.touch_key(conn, key_id, now)
-    return KeyRecord(key_id, str(row["name"]), tuple(row["roles"]))
+    return KeyRecord(key_id, str(row["name"]), tuple(row["roles"])), row["expires_at"]
 
 
 def audit_refusal(ctx: Context, *, reason: str, path: str, subject: str | None) -> None:

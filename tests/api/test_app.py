@@ -31,7 +31,8 @@ NOW = datetime(2024, 7, 1, 12, tzinfo=UTC)
 def _signed_in(engine: Engine, catalogue_path: Path, tmp_path: Path) -> TestClient:
     """A client of an app accepting the development issuer, signed in (the page's cookie)
     as a viewer."""
-    settings = load_settings({"FORECAST_AUTH_DEV": "true", "FORECAST_DATA_DIR": str(tmp_path)})
+    settings = load_settings({"FORECAST_AUTH_DEV": "true", "FORECAST_DATA_DIR": str(tmp_path),
+                              "FORECAST_API_CACHE_S": "0"})   # see a new run at once
     ctx = Context.of(engine, load_catalogue(catalogue_path), clock=FixedClock(NOW),
                      settings=settings)
     client = TestClient(create_app(ctx))

@@ -10,11 +10,12 @@ notifications (list, acknowledge as the signed-in operator), API keys and the au
 from __future__ import annotations
 
 import hashlib
-import json
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as FPath
+from pydantic import TypeAdapter
 
 from forecast.api.auth import Principal, Role
 from forecast.api.security import require
@@ -82,7 +83,8 @@ def router(ctx: Context, data_label: str) -> APIRouter:
     """The ``/v1`` router on ``ctx``."""
     api = APIRouter(prefix="/v1", responses=PROBLEMS)
     # the latest forecasts per query, kept until a new forecast run is stored
-    latest_cache: dict[str | None, tuple[int | None, LatestForecasts, str]] = {}
+    latest_cache: dict[str | None, tuple[int | None, str, str]] = {}
+    checked: list[Any] = [float("-inf"), None]   # [when, forecasts version]
 
     def river_or_404(river_id: str) -> River:
         try:
@@ -95,34 +97,36 @@ def router(ctx: Context, data_label: str) -> APIRouter:
         return Me(subject=who.subject, name=who.name, kind=who.kind,
                   roles=sorted(r.value for r in who.roles))
 
+    rivers_json = TypeAdapter(list[RiverOut]).dump_json(
+        [_river(r) for r in ctx.catalogue.rivers])   # the catalogue does not change
+
     @api.get("/rivers", response_model=list[RiverOut], tags=["rivers"])
-    def rivers(who: Viewer) -> list[RiverOut]:
-        return [_river(r) for r in ctx.catalogue.rivers]
+    def rivers(who: Viewer) -> Response:
+        return Response(rivers_json, media_type="application/json")
 
     @api.get("/rivers/{river_id}", response_model=RiverOut, tags=["rivers"])
     def river(river_id: str, who: Viewer) -> RiverOut:
         return _river(river_or_404(river_id))
 
     @api.get("/forecasts/latest", response_model=LatestForecasts, tags=["forecasts"])
-    def latest(request: Request, response: Response, who: Viewer,
-               river_id: str | None = None) -> LatestForecasts | Response:
+    def latest(request: Request, who: Viewer, river_id: str | None = None) -> Response:
         if river_id is not None:
             river_or_404(river_id)
-        version = views.forecasts_version(ctx)
+        now = time.monotonic()
+        if now - checked[0] >= ctx.settings.api_cache_s:   # the "anything new?" query
+            checked[:] = [now, views.forecasts_version(ctx)]
+        version = checked[1]
         cached = latest_cache.get(river_id)
         if cached is None or cached[0] != version:   # a new run was stored: rebuild
-            body = _latest(views.latest_forecasts(ctx, river_id), data_label)
-            etag = '"' + hashlib.sha256(json.dumps(body.model_dump(mode="json"),
-                                                   sort_keys=True).encode()).hexdigest()[:32] \
-                + '"'
+            body = _latest(views.latest_forecasts(ctx, river_id), data_label).model_dump_json()
+            etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
             cached = (version, body, etag)
             latest_cache[river_id] = cached
         _, body, etag = cached
         headers = {"ETag": etag, "Cache-Control": "private, max-age=60, must-revalidate"}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        response.headers.update(headers)
-        return body
+        return Response(body, media_type="application/json", headers=headers)
 
     @api.get("/notifications", response_model=list[NotificationOut], tags=["notifications"])
     def notifications(who: Viewer, active: bool = False, river_id: str | None = None,
