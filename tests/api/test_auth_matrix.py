@@ -111,6 +111,7 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/keys/nope/revoke", "admin", None),
     ("GET", "/v1/audit", "admin", None),
     ("GET", "/v1/rivers/koto/observations", "viewer", None),
+    ("GET", "/v1/rivers/koto/rain", "viewer", None),
     ("GET", "/v1/rivers/koto/forecasts?issued_at=2024-07-01T00:00Z", "viewer", None),
     ("GET", "/v1/runs", "viewer", None),
     ("GET", "/v1/freshness", "viewer", None),

@@ -128,3 +128,20 @@ def test_the_openapi_schema_is_typed(world) -> None:  # type: ignore[no-untyped-
             schema = op["responses"][next(iter(op["responses"]))]["content"][
                 "application/json"]["schema"]
             assert schema, f"{path} has no response schema"
+
+
+def test_rain_observed_by_hour_and_the_newest_forecast_vintage(world) -> None:  # type: ignore[no-untyped-def]
+    c, ctx, w = world
+    got = c.get(f"/v1/rivers/{w['river']}/rain", params={
+        "start": "2024-07-01T00:00:00Z", "end": "2024-07-01T06:00:00Z"})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert [h["valid_at"] for h in body["observed"]] == [
+        f"2024-07-01T{h:02d}:00:00Z" for h in range(0, 7)]
+    assert body["rain_gauges"] == [g.code for g in ctx.catalogue.river(w["river"]).rain_gauges]
+    # the world stores no rain: unknown, not zero, and no forecast vintage
+    assert all(h["rain_mm"] is None for h in body["observed"])
+    assert body["forecast"] == [] and body["forecast_issued_at"] is None
+    assert c.get("/v1/rivers/nope/rain").status_code == 404
+    assert c.get(f"/v1/rivers/{w['river']}/rain", params={"end": "2024-07-01T06:00"}
+                 ).status_code == 422

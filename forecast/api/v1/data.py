@@ -27,6 +27,8 @@ from forecast.api.v1.schemas import (
     ModelVersionOut,
     ObservationOut,
     ObservationsOut,
+    RainHour,
+    RainOut,
     Revision,
     RunOut,
     RunsPage,
@@ -95,6 +97,28 @@ def router(ctx: Context, data_label: str) -> APIRouter:
         return ObservationsOut(data=data_label, river_id=river_id, station=code, start=lo,
                                end=hi, flags={f.name: int(f) for f in Flag},
                                observations=rows)
+
+    @api.get("/rivers/{river_id}/rain", response_model=RainOut, tags=["observations"])
+    def rain(river_id: str, who: Viewer, start: AwareDatetime | None = None,
+             end: AwareDatetime | None = None) -> RainOut:
+        """Observed catchment rain by hour (the rain gauges weighted as the model reads them)
+        and the newest forecast-rain vintage (issued at or before ``end``, at most 6 h old)."""
+        river = river_or_404(river_id)
+        lo, hi = _window(start, end, ctx.clock.now(), timedelta(hours=48))
+        observed = views.catchment_rain(ctx, river_id, lo, hi)
+        fc = views.forecast_rain(ctx, river_id, hi)
+        times = pd.DatetimeIndex(observed.index).to_pydatetime()
+        hours = [RainHour(valid_at=t, rain_mm=None if pd.isna(v) else float(v))
+                 for t, v in zip(times, observed.to_numpy(dtype=float), strict=True)]
+        recs = fc.to_dict("records") if len(fc) else []
+        return RainOut(
+            data=data_label, river_id=river_id, catchment_id=river.id,
+            rain_gauges=[g.code for g in river.rain_gauges], observed=hours,
+            forecast_issued_at=pd.Timestamp(recs[0]["issued_at"]).to_pydatetime()
+            if recs else None,
+            forecast_product=str(recs[0]["product"]) if recs else None,
+            forecast=[RainHour(valid_at=pd.Timestamp(r["valid_at"]).to_pydatetime(),
+                               rain_mm=float(r["value"])) for r in recs])
 
     @api.get("/rivers/{river_id}/forecasts", response_model=ArchiveOut, tags=["forecasts"])
     def archive(river_id: str, issued_at: AwareDatetime, who: Viewer,

@@ -246,3 +246,19 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
                        (409, "conflict with the current state"), (422, "invalid request"),
                        (429, "too many requests"))}
 """The problems every /v1 endpoint may answer with (declared for the OpenAPI document)."""
+
+
+class RainHour(BaseModel):
+    valid_at: datetime = Field(description="end of the hour")
+    rain_mm: float | None = Field(description="catchment mean over the hour; null = unknown")
+
+
+class RainOut(BaseModel):
+    data: str
+    river_id: str
+    catchment_id: str
+    rain_gauges: list[str]
+    observed: list[RainHour] = Field(description="weighted over the river's rain gauges")
+    forecast_issued_at: datetime | None = Field(description="the newest forecast-rain vintage")
+    forecast_product: str | None
+    forecast: list[RainHour]
