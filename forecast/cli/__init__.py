@@ -444,8 +444,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _demo_receiver(ctx)
     if not ctx.settings.auth_issuer:   # sign in locally, without a cloud tenant
         os.environ["FORECAST_AUTH_DEV"] = "true"
-        os.environ.setdefault("FORECAST_PUBLIC_URL",
-                              f"http://{ctx.settings.http_host}:{ctx.settings.http_port}")
+        host = ctx.settings.http_host
+        host = "localhost" if host in ("0.0.0.0", "::") else host   # a browser's address
+        os.environ.setdefault("FORECAST_PUBLIC_URL", f"http://{host}:{ctx.settings.http_port}")
         print("sign-in: the development issuer (demo users; `forecast dev-token` prints a "
               "token for the API)", flush=True)
     print(f"live demo: replaying SIMULATED data ({report.replay}, until "
