@@ -99,7 +99,11 @@ def test_http_ready_and_metrics(ticked) -> None:  # type: ignore[no-untyped-def]
     got = client.get("/ready")
     assert got.status_code == 200 and got.json()["ready"] is True
     assert got.json()["last_tick"]["issued_at"] == T.isoformat()
-    scrape = client.get("/metrics")
+    assert client.get("/metrics").status_code == 401   # Prometheus scrapes with a key
+    from forecast.pipeline.access import create_key
+
+    key, _ = create_key(ctx, name="prometheus", roles=["viewer"], actor="test")
+    scrape = client.get("/metrics", headers={"Authorization": f"Bearer {key}"})
     assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
     assert "forecast_river_status" in scrape.text
     clock.advance(timedelta(hours=2))
