@@ -5,5 +5,6 @@ window.addEventListener("load", function () {
     dom_id: "#swagger-ui",
     deepLinking: true,
     persistAuthorization: false,
+    validatorUrl: null,   // no call to validator.swagger.io: offline, and the spec stays here
   });
 });
