@@ -588,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_notifications(sub, _Parser)
     add_access(sub, _Parser)
+    from forecast.cli.reads import add_parsers as add_reads
+
+    add_reads(sub, utc_time)
     from forecast.cli.export import add_parser as add_export
 
     add_export(sub, _Parser, utc_time)
