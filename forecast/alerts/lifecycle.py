@@ -53,8 +53,7 @@ class StreamState:
     acknowledged_at: datetime | None = None
     peak: AlertLevel | None = None
     problems: tuple[str, ...] = ()            # data stream: what is wrong
-    lowered_at: datetime | None = None        # the last lowering in this event ...
-    lowered_from: AlertLevel | None = None    # ... and the level it lowered
+    lowered: tuple[tuple[AlertLevel, datetime], ...] = ()   # when each level was lowered
 
     @property
     def in_event(self) -> bool:
@@ -73,8 +72,8 @@ class StreamState:
                 "acknowledged_by": self.acknowledged_by,
                 "acknowledged_at": t(self.acknowledged_at),
                 "peak": None if self.peak is None else int(self.peak),
-                "problems": list(self.problems), "lowered_at": t(self.lowered_at),
-                "lowered_from": None if self.lowered_from is None else int(self.lowered_from)}
+                "problems": list(self.problems),
+                "lowered": [[int(lv), t(at)] for lv, at in self.lowered]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any] | None) -> StreamState:
@@ -95,8 +94,9 @@ class StreamState:
                    last_sent_at=t(d.get("last_sent_at")),
                    acknowledged_by=d.get("acknowledged_by"),
                    acknowledged_at=t(d.get("acknowledged_at")), peak=lv(d.get("peak")),
-                   problems=tuple(d.get("problems", ())), lowered_at=t(d.get("lowered_at")),
-                   lowered_from=lv(d.get("lowered_from")))
+                   problems=tuple(d.get("problems", ())),
+                   lowered=tuple((AlertLevel(int(a)), datetime.fromisoformat(str(b)))
+                                 for a, b in d.get("lowered", [])))
 
 
 def event_key(stream: str, at: datetime) -> str:
@@ -142,17 +142,16 @@ def step(stream: Stream, state: StreamState, assessments: list[Assessment],
     """One issue time of a level stream (see the module docstring)."""
     at = inp.at
     by_level = {a.level: a for a in assessments}
-    target = max((a.level for a in assessments if a.triggered), default=None)
     cur = state.level
-    if target is not None and (cur is None or target > cur) and _rearming(state, by_level,
-                                                                           target, rules, at):
-        # re-raising a level just lowered, on a forecast alone: wait (held where it is)
-        target = max((a.level for a in assessments if a.triggered
-                      and a.basis == "observed"), default=None)
-        if target is None or (cur is not None and target <= cur):
-            state = replace(state, release_since=None, quiet_since=None)
-            return _remind(stream, state, by_level.get(cur) if cur is not None else None,
-                           rules, inp)
+    wanted = max((a.level for a in assessments if a.triggered), default=None)
+    target = _rearmed_target(state, assessments, rules, at)
+    if wanted is not None and (cur is None or wanted > cur) and (
+            target is None or (cur is not None and target <= cur)):
+        # only levels lowered in this event less than rearm_after ago, on a forecast: wait
+        # where it is (held)
+        state = replace(state, release_since=None, quiet_since=None)
+        return _remind(stream, state, by_level.get(cur) if cur is not None else None,
+                       rules, inp)
     if target is not None and (cur is None or target > cur):
         new = target not in state.notified
         opened = state if state.in_event else StreamState(event_key=event_key(stream.key, at))
@@ -185,23 +184,29 @@ def step(stream: Stream, state: StreamState, assessments: list[Assessment],
                         basis=(by_level[held].basis or "observed") if held is not None
                         else None,
                         release_since=None if held is not None else since,
-                        lowered_at=at, lowered_from=cur)
+                        lowered=_mark_lowered(waiting.lowered, held, cur, at))
         return after, [_notice(stream, "lower", after, inp,
                                by_level.get(held) if held is not None else None,
                                level=held, from_level=cur)]
     return _remind(stream, waiting, by_level.get(cur) if cur is not None else None, rules, inp)
 
 
-def _rearming(state: StreamState, by_level: dict[AlertLevel, Assessment],
-              target: AlertLevel, rules: AlertRules, at: datetime) -> bool:
-    """True while a level lowered in this event less than ``rearm_after`` ago would be raised
-    again without an observed crossing."""
-    if (not state.in_event or state.lowered_at is None or state.lowered_from is None
-            or at - state.lowered_at >= rules.rearm_after):
-        return False
-    again = [lv for lv, a in by_level.items()
-             if a.triggered and lv > (state.level or 0) and lv <= state.lowered_from]
-    return bool(again) and by_level[target].basis != "observed" and target <= state.lowered_from
+def _rearmed_target(state: StreamState, assessments: list[Assessment], rules: AlertRules,
+                    at: datetime) -> AlertLevel | None:
+    """The highest triggered level that may be raised now: an observed crossing always, a
+    forecast or probability only for a level not lowered in this event in the last
+    ``rearm_after``."""
+    recent = {lv for lv, when in state.lowered if at - when < rules.rearm_after}
+    return max((a.level for a in assessments if a.triggered
+                and (a.basis == "observed" or a.level not in recent)), default=None)
+
+
+def _mark_lowered(lowered: tuple[tuple[AlertLevel, datetime], ...], to: AlertLevel | None,
+                  cur: AlertLevel, at: datetime) -> tuple[tuple[AlertLevel, datetime], ...]:
+    """``lowered`` with every level above ``to`` up to ``cur`` lowered at ``at``."""
+    gone = {lv for lv in AlertLevel if (to is None or lv > to) and lv <= cur}
+    return tuple(sorted([(lv, w) for lv, w in lowered if lv not in gone]
+                        + [(lv, at) for lv in gone]))
 
 
 def _remind(stream: Stream, state: StreamState, a: Assessment | None, rules: AlertRules,

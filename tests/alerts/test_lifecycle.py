@@ -155,3 +155,21 @@ def test_a_lowered_level_is_not_raised_again_on_a_swinging_forecast() -> None:
     # an observed crossing is never held back
     _, out = run([*path[:3], inp(3, 3.05, up)], rules)
     assert [(n.kind, n.basis) for n in out][-1] == ("escalate", "observed")
+
+
+def test_two_lowerings_keep_each_level_rearming() -> None:
+    """Evacuation lowered to caution, then caution to standby: a forecast for evacuation 30 min
+    later still waits (the first lowering was only 60 min before), as the property test found
+    when the engine remembered only the last lowering."""
+    rules = AlertRules(min_duration_min=30, all_clear_after_min=600, renotify_after_min=0,
+                       rearm_after_min=120, dead_band_m=0.0)
+    path = [inp(0, 3.6),                 # evacuation (3.5) observed
+            inp(1, 3.2), inp(2, 3.2),    # below it for 30 min: lowered to caution at k=2
+            inp(3, 2.5), inp(4, 2.5),    # below caution: lowered to standby at k=4
+            inp(5, 2.5, [3.6, 3.6, 3.6])]   # a forecast for evacuation, 90 min after k=2
+    _, out = run(path, rules)
+    assert [(n.kind, n.level) for n in out] == [
+        ("raise", L.EVACUATION), ("lower", L.CAUTION), ("lower", L.STANDBY)]
+    _, later = run([*path, inp(6, 2.5, [3.6, 3.6, 3.6])], rules)   # 2 h after k=2
+    assert [(n.kind, n.level, n.basis) for n in later][-1] == (
+        "escalate", L.EVACUATION, "forecast")
