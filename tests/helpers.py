@@ -57,3 +57,39 @@ def tick_world() -> tuple[Catalogue, Any, dict[str, Any]]:
             X, targets(hourly, times), high_water_m=river.thresholds.ladder()[0][1],
             settings=LgbmSettings(num_rounds=30, fallbacks=True), name=river.id)
     return cat, Replay.of(sim.observations, sim.rain_forecasts, name="simulated"), models
+
+
+def rising_world(d: Path, *, ticks: int, env: dict[str, str] | None = None) -> Context:
+    """Two synthetic rivers with their catalogue in ``d/rivers.yaml`` and SQLite in ``d``; the
+    first rises through standby and caution (``test_notify_stage._path``), the second's gauge
+    is never heard from. ``ticks`` half-hourly ticks from ``T0`` with persistence forecasts
+    and the real notification stage. ``env``: more ``FORECAST_*`` settings. A CLI test also
+    sets ``FORECAST_DATA_DIR`` and ``FORECAST_CATALOGUE`` to ``d`` and ``d/rivers.yaml``."""
+    from datetime import timedelta
+
+    import yaml
+    from test_notify_stage import T0, _path
+
+    from forecast.ingest.replay import Replay
+    from forecast.pipeline.demo import init_db
+    from forecast.pipeline.tick import Feeds, run_tick
+    from forecast.settings import load_settings
+    from forecast.simulate.demo_catalogue import synthetic_catalogue
+    from forecast.storage.engine import create_engine
+
+    cat = synthetic_catalogue(2, seed=4, crisis_share=0.0)
+    (d / "rivers.yaml").write_text(yaml.safe_dump(cat.model_dump(mode="json",
+                                                                 exclude_none=True),
+                                                  allow_unicode=True), encoding="utf-8")
+    settings = load_settings({"FORECAST_DATA_DIR": str(d),
+                              "FORECAST_CATALOGUE": str(d / "rivers.yaml"), **(env or {})})
+    clock = FixedClock(T0)
+    ctx = Context.of(create_engine(settings.db_url), cat, clock=clock, settings=settings)
+    init_db(ctx)
+    obs, _ = _path(cat)
+    feeds = Feeds(replay=Replay.of(obs, name="simulated"))
+    for k in range(ticks):
+        t = T0 + timedelta(minutes=30 * k)
+        clock.set(t + timedelta(minutes=20))
+        run_tick(ctx, t, feeds=feeds, models=lambda r: None)
+    return ctx

@@ -67,35 +67,13 @@ def test_runs_forecasts_and_audit_from_the_command_line(
         capsys: pytest.CaptureFixture[str]) -> None:
     """CLI parity with /v1/runs, /v1/rivers/{id}/forecasts and /v1/audit, on a database that
     ticks filled (the notification world)."""
-    from datetime import timedelta
 
-    import yaml
-    from test_notify_stage import T0, _path
 
-    from forecast.clock import FixedClock
-    from forecast.ingest.replay import Replay
-    from forecast.pipeline.context import Context as Ctx
-    from forecast.pipeline.demo import init_db
-    from forecast.pipeline.tick import Feeds, run_tick
-    from forecast.settings import load_settings
-    from forecast.simulate.demo_catalogue import synthetic_catalogue
-    from forecast.storage.engine import create_engine
+    from helpers import rising_world
 
-    cat = synthetic_catalogue(2, seed=4, crisis_share=0.0)
-    (tmp_path / "rivers.yaml").write_text(yaml.safe_dump(
-        cat.model_dump(mode="json", exclude_none=True), allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("FORECAST_CATALOGUE", str(tmp_path / "rivers.yaml"))
-    s = load_settings()
-    clock = FixedClock(T0)
-    ctx = Ctx.of(create_engine(s.db_url), cat, clock=clock, settings=s)
-    init_db(ctx)
-    obs, _ = _path(cat)
-    for k in range(4):
-        t = T0 + timedelta(minutes=30 * k)
-        clock.set(t + timedelta(minutes=20))
-        run_tick(ctx, t, feeds=Feeds(replay=Replay.of(obs, name="simulated")),
-                 models=lambda r: None)
+    cat = rising_world(tmp_path, ticks=4).catalogue
     capsys.readouterr()
     assert main(["runs", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)

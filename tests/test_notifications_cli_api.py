@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import xmlschema
-import yaml
 from fastapi.testclient import TestClient
-from test_notify_stage import CAP_XSD, T0, _path
+from helpers import rising_world
+from test_notify_stage import CAP_XSD
 
 from forecast.api.app import create_app
 from forecast.cli import main
-from forecast.clock import FixedClock
-from forecast.ingest.replay import Replay
 from forecast.pipeline.context import Context
-from forecast.pipeline.demo import init_db
-from forecast.pipeline.tick import Feeds, run_tick
-from forecast.settings import load_settings
-from forecast.simulate.demo_catalogue import synthetic_catalogue
-from forecast.storage.engine import create_engine
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -32,23 +24,9 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
     """Two rivers, 10 h of ticks: the first rises through standby and caution, the second's
     gauge is never heard from (a data problem)."""
-    cat = synthetic_catalogue(2, seed=4, crisis_share=0.0)
-    cat_file = tmp_path / "rivers.yaml"
-    cat_file.write_text(yaml.safe_dump(cat.model_dump(mode="json", exclude_none=True),
-                                       allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("FORECAST_CATALOGUE", str(cat_file))
-    settings = load_settings()
-    clock = FixedClock(T0)
-    ctx = Context.of(create_engine(settings.db_url), cat, clock=clock, settings=settings)
-    init_db(ctx)
-    obs, _ = _path(cat)
-    feeds = Feeds(replay=Replay.of(obs, name="simulated"))
-    for k in range(20):
-        t = T0 + timedelta(minutes=30 * k)
-        clock.set(t + timedelta(minutes=20))
-        run_tick(ctx, t, feeds=feeds, models=lambda r: None)
-    return ctx
+    monkeypatch.setenv("FORECAST_CATALOGUE", str(tmp_path / "rivers.yaml"))
+    return rising_world(tmp_path, ticks=20)
 
 
 def test_list_ack_cap_and_wrong_input(filled: Context, tmp_path: Path,

@@ -65,10 +65,11 @@ def notifications(ctx: Context, *, active: bool | None = None, river_id: str | N
 
     with transaction(ctx.engine, "reading notifications") as conn:
         rows = alerts.read_notifications(conn, active=active, river_id=river_id, limit=limit)
+        by_event = alerts.messages_of_events(conn, [r["event_key"] for r in rows])
         out = []
         for r in rows:
             level = AlertLevel(r["level"]) if r["level"] else None
-            msgs = alerts.event_messages(conn, r["event_key"])
+            msgs = by_event[r["event_key"]]
             out.append({**r, "level_key": level.key if level else "data",
                         "level_name_ja": level.name_ja if level else "データ異常",
                         "messages": len(msgs),

@@ -137,6 +137,18 @@ def event_messages(conn: Connection, event_key: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def messages_of_events(conn: Connection, event_keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The messages of these events (one query), oldest first per event."""
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in event_keys}
+    if not event_keys:
+        return out
+    q = (sa.select(alert_messages).where(alert_messages.c.event_key.in_(set(event_keys)))
+         .order_by(alert_messages.c.id))
+    for r in conn.execute(q):
+        out[r.event_key].append(dict(r._mapping))
+    return out
+
+
 def read_messages(conn: Connection, *, river_id: str | None = None, limit: int = 500
                   ) -> list[dict[str, Any]]:
     """Newest messages first."""

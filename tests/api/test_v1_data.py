@@ -7,42 +7,26 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
+from helpers import rising_world
 from test_notify_stage import T0, _path
 
 from forecast.api.app import create_app
-from forecast.clock import FixedClock
 from forecast.ingest.replay import Replay
 from forecast.pipeline.access import dev_issuer
 from forecast.pipeline.context import Context
-from forecast.pipeline.demo import init_db
 from forecast.pipeline.tick import Feeds, run_tick
-from forecast.settings import load_settings
-from forecast.simulate.demo_catalogue import synthetic_catalogue
-from forecast.storage.engine import create_engine
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, Context, dict]:
-    d = tmp_path_factory.mktemp("v1")
-    cat = synthetic_catalogue(2, seed=4, crisis_share=0.0)
-    (d / "rivers.yaml").write_text(yaml.safe_dump(cat.model_dump(mode="json",
-                                                                 exclude_none=True),
-                                                  allow_unicode=True), encoding="utf-8")
-    settings = load_settings({"FORECAST_DATA_DIR": str(d), "FORECAST_AUTH_DEV": "true",
-                              "FORECAST_CATALOGUE": str(d / "rivers.yaml")})
-    clock = FixedClock(T0)
-    ctx = Context.of(create_engine(settings.db_url), cat, clock=clock, settings=settings)
-    init_db(ctx)
+    ctx = rising_world(tmp_path_factory.mktemp("v1"), ticks=20,
+                       env={"FORECAST_AUTH_DEV": "true"})
+    cat = ctx.catalogue
     obs, _ = _path(cat)
     feeds = Feeds(replay=Replay.of(obs, name="simulated"))
-    for k in range(20):
-        t = T0 + timedelta(minutes=30 * k)
-        clock.set(t + timedelta(minutes=20))
-        run_tick(ctx, t, feeds=feeds, models=lambda r: None)
     run_tick(ctx, T0 + timedelta(hours=9), feeds=feeds, models=lambda r: None, force=True)
     token = dev_issuer(ctx).mint(subject="dev:tanaka", name="田中", roles=["viewer"])
     client = TestClient(create_app(ctx), headers={"Authorization": f"Bearer {token}"})

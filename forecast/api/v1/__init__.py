@@ -65,18 +65,21 @@ def _latest(frame: Any, data_label: str) -> LatestForecasts:
     by_river: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
         by_river.setdefault(str(rec["river_id"]), []).append(rec)
-    out = []
-    for rid, rows in sorted(by_river.items()):
-        first = rows[0]
-        out.append(ForecastOut.model_validate({
-            "river_id": rid, "issued_at": first["issued_at"],
-            "revision": int(first["revision"]), "model_version": first["model_version"],
+    out = [ForecastOut.model_validate({"river_id": rid, "issued_at": rows[0]["issued_at"],
+                                       **revision_fields(rows)})
+           for rid, rows in sorted(by_river.items())]
+    return LatestForecasts(data=data_label, forecasts=out)
+
+
+def revision_fields(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``Revision`` fields of one forecast run's rows (``views`` frames, one per lead)."""
+    first = rows[0]
+    return {"revision": int(first["revision"]), "model_version": first["model_version"],
             "model_variant": first["model_variant"], "degraded": bool(first["degraded"]),
             "low_confidence": bool(first["low_confidence"]),
             "reasons": list(first["reasons"]),
             "values": [{k: r[k] for k in ("horizon_h", "valid_at", "q10", "q50", "q90")}
-                       for r in sorted(rows, key=lambda r: int(r["horizon_h"]))]}))
-    return LatestForecasts(data=data_label, forecasts=out)
+                       for r in sorted(rows, key=lambda r: int(r["horizon_h"]))]}
 
 
 def router(ctx: Context, data_label: str) -> APIRouter:

@@ -17,13 +17,13 @@ from pydantic import AwareDatetime
 
 from forecast.api.auth import Principal, Role
 from forecast.api.security import require
+from forecast.api.v1 import revision_fields
 from forecast.api.v1.schemas import (
     PROBLEMS,
     ArchiveOut,
     Feature,
     FeatureCollection,
     FreshnessOut,
-    Lead,
     ModelVersionOut,
     ObservationOut,
     ObservationsOut,
@@ -128,18 +128,10 @@ def router(ctx: Context, data_label: str) -> APIRouter:
         frame = views.forecast_archive(ctx, river_id, issued_at.astimezone(UTC))
         revs = []
         for rev, rows in frame.groupby("revision", sort=True) if len(frame) else []:
-            number = int(str(rev))
-            if revision is not None and number != revision:
+            if revision is not None and int(str(rev)) != revision:
                 continue
-            recs = rows.sort_values("horizon_h").to_dict("records")
-            first = recs[0]
-            revs.append(Revision(
-                revision=number, model_version=str(first["model_version"]),
-                model_variant=str(first["model_variant"]), degraded=bool(first["degraded"]),
-                low_confidence=bool(first["low_confidence"]),
-                reasons=list(first["reasons"]),
-                values=[Lead.model_validate({k: r[k] for k in ("horizon_h", "valid_at", "q10",
-                                                               "q50", "q90")}) for r in recs]))
+            recs = [{str(k): v for k, v in r.items()} for r in rows.to_dict("records")]
+            revs.append(Revision.model_validate(revision_fields(recs)))
         return ArchiveOut(data=data_label, river_id=river_id,
                           issued_at=issued_at.astimezone(UTC), revisions=revs)
 

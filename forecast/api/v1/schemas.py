@@ -53,9 +53,9 @@ class Lead(BaseModel):
     q90: float
 
 
-class ForecastOut(BaseModel):
-    river_id: str
-    issued_at: datetime
+class Revision(BaseModel):
+    """One stored forecast of a river: a revision of its issue time."""
+
     revision: int
     model_version: str
     model_variant: str
@@ -63,6 +63,11 @@ class ForecastOut(BaseModel):
     low_confidence: bool
     reasons: list[str]
     values: list[Lead]
+
+
+class ForecastOut(Revision):
+    river_id: str
+    issued_at: datetime
 
 
 class LatestForecasts(BaseModel):
@@ -149,16 +154,6 @@ class ObservationsOut(BaseModel):
     end: datetime
     flags: dict[str, int] = Field(description="the QC flag legend: name → value")
     observations: list[ObservationOut]
-
-
-class Revision(BaseModel):
-    revision: int
-    model_version: str
-    model_variant: str
-    degraded: bool
-    low_confidence: bool
-    reasons: list[str]
-    values: list[Lead]
 
 
 class ArchiveOut(BaseModel):
